@@ -1,0 +1,1 @@
+"""Feature stage: sessions, anonymised byte encodings, Whisper frequency and AfterImage features."""

@@ -1,0 +1,30 @@
+"""Shared test fixtures: offscreen Qt, paths to bundled and optional shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+TESTS = Path(__file__).resolve().parent
+DATA = TESTS / "data"
+ROOT = TESTS.parent
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """Folder of the small captures committed with the tests."""
+    return DATA
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """The development corpus beside the checkout; the test is skipped, with the reason
+    printed by ``pytest -ra``, on machines that do not have it."""
+    if not (SHARED_DATASETS / "labels.csv").exists():
+        pytest.skip(f"optional corpus not present at {SHARED_DATASETS}")
+    return SHARED_DATASETS
