@@ -30,14 +30,22 @@ def scapy_headers(frames: FrameBatch) -> HeaderBatch:
     """Slow reference extraction of HeaderBatch fields for Ethernet frames (tests only)."""
     n = len(frames)
     cols = {
-        "src_mac": np.zeros(n, np.uint64), "dst_mac": np.zeros(n, np.uint64),
-        "ethertype": np.zeros(n, np.uint16), "vlan": np.zeros(n, np.uint16),
-        "l3_off": np.full(n, -1, np.int16), "ip_version": np.zeros(n, np.uint8),
-        "src_ip": np.zeros((n, 16), np.uint8), "dst_ip": np.zeros((n, 16), np.uint8),
-        "ip_proto": np.zeros(n, np.uint8), "l4_off": np.full(n, -1, np.int16),
-        "sport": np.zeros(n, np.uint16), "dport": np.zeros(n, np.uint16),
-        "tcp_flags": np.zeros(n, np.uint8), "payload_off": np.full(n, -1, np.int16),
-        "proto": np.zeros(n, np.uint8), "truncated": np.zeros(n, bool),
+        "src_mac": np.zeros(n, np.uint64),
+        "dst_mac": np.zeros(n, np.uint64),
+        "ethertype": np.zeros(n, np.uint16),
+        "vlan": np.zeros(n, np.uint16),
+        "l3_off": np.full(n, -1, np.int16),
+        "ip_version": np.zeros(n, np.uint8),
+        "src_ip": np.zeros((n, 16), np.uint8),
+        "dst_ip": np.zeros((n, 16), np.uint8),
+        "ip_proto": np.zeros(n, np.uint8),
+        "l4_off": np.full(n, -1, np.int16),
+        "sport": np.zeros(n, np.uint16),
+        "dport": np.zeros(n, np.uint16),
+        "tcp_flags": np.zeros(n, np.uint8),
+        "payload_off": np.full(n, -1, np.int16),
+        "proto": np.zeros(n, np.uint8),
+        "truncated": np.zeros(n, bool),
     }
     for i in range(n):
         raw = frames.frame(i)
@@ -86,8 +94,11 @@ def scapy_headers(frames: FrameBatch) -> HeaderBatch:
         elif cols["ip_proto"][i] == 58:
             cols["proto"][i] = cb.PROTO_ICMPV6
     return HeaderBatch(
-        ts=frames.ts.copy(), length=frames.wire_len.copy(),
-        caplen=frames.caplen.astype(np.uint32), linktype=frames.linktype.copy(), **cols,
+        ts=frames.ts.copy(),
+        length=frames.wire_len.copy(),
+        caplen=frames.caplen.astype(np.uint32),
+        linktype=frames.linktype.copy(),
+        **cols,
     )
 
 
@@ -111,8 +122,11 @@ def split_points(n: int, cuts: list[int]) -> list[slice]:
 def test_scapy_headers_fields():
     pkts = [
         Ether(src="00:00:00:00:00:01", dst="00:00:00:00:00:02")
-        / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80, flags="S"),
-        Ether() / Dot1Q(vlan=7) / IPv6(src="2001:db8::1", dst="2001:db8::2")
+        / IP(src="10.0.0.1", dst="10.0.0.2")
+        / TCP(sport=1234, dport=80, flags="S"),
+        Ether()
+        / Dot1Q(vlan=7)
+        / IPv6(src="2001:db8::1", dst="2001:db8::2")
         / UDP(sport=5, dport=53),
         Ether(src="00:00:00:00:00:03") / ARP(psrc="10.0.0.3", pdst="10.0.0.4"),
     ]
