@@ -1,0 +1,127 @@
+"""Turn a ClassifiedBatch into insert rows per watched device, with numpy column operations.
+
+Addresses are converted to text once per distinct address of the batch, not per packet; the
+per-row tuples are assembled by ``zip`` over column lists (no Python code runs per packet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from jixiaoan.capture.batch import PROTOCOL_NAMES, HeaderBatch, ip_to_str, mac_to_str
+from jixiaoan.engine.batch import ClassifiedBatch
+
+_PROTOCOL_NAMES = np.asarray(PROTOCOL_NAMES, dtype=object)
+
+
+@dataclass
+class BatchColumns:
+    """Column arrays of one batch (object arrays hold Python values, None for SQL NULL)."""
+
+    time: np.ndarray  # float64
+    source: np.ndarray  # object: str
+    dest: np.ndarray  # object: str
+    length: np.ndarray  # int64
+    type: np.ndarray  # object: str
+    is_bad: np.ndarray  # object: 1, 0 or None
+    data: np.ndarray  # object: bytes
+    attack: np.ndarray  # object: str or None
+    score: np.ndarray  # object: float or None
+
+    def rows(self, index: np.ndarray) -> list[tuple]:
+        """Insert tuples (column order of schema.PACKET_COLUMNS without Index) for the rows at
+        ``index``."""
+        return list(
+            zip(
+                self.time[index].tolist(),
+                self.source[index].tolist(),
+                self.dest[index].tolist(),
+                self.length[index].tolist(),
+                self.type[index].tolist(),
+                self.is_bad[index].tolist(),
+                self.data[index].tolist(),
+                self.attack[index].tolist(),
+                self.score[index].tolist(),
+            )
+        )
+
+
+def address_texts(headers: HeaderBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Source and destination text of every packet: the IP when it has one, else the MAC
+    ('' when neither is known). Each distinct address is formatted once."""
+    n = len(headers)
+    ips = np.ascontiguousarray(np.concatenate([headers.src_ip, headers.dst_ip]), dtype=np.uint8)
+    macs = np.concatenate([headers.src_mac, headers.dst_mac]).astype(np.uint64)
+    out = np.empty(2 * n, dtype=object)
+    if n == 0:
+        return out[:0], out[:0]
+    ip_keys = ips.reshape(2 * n, 16).view(np.dtype((np.void, 16))).ravel()
+    has_ip = ips.reshape(2 * n, 16).any(axis=1)
+    if has_ip.any():
+        uniq, inverse = np.unique(ip_keys[has_ip], return_inverse=True)
+        texts = np.asarray([ip_to_str(u.tobytes()) for u in uniq], dtype=object)
+        out[has_ip] = texts[inverse.ravel()]
+    no_ip = ~has_ip
+    if no_ip.any():
+        uniq, inverse = np.unique(macs[no_ip], return_inverse=True)
+        texts = np.asarray([mac_to_str(int(m)) if m else "" for m in uniq], dtype=object)
+        out[no_ip] = texts[inverse.ravel()]
+    return out[:n], out[n:]
+
+
+def frame_blobs(batch: ClassifiedBatch) -> np.ndarray:
+    """The captured bytes of every frame as an object array of ``bytes``."""
+    frames = batch.frames
+    n = len(frames)
+    blobs = np.empty(n, dtype=object)
+    if n:
+        base = int(frames.offsets[0])
+        raw = frames.data[base : int(frames.offsets[-1])].tobytes()
+        starts = (frames.offsets[:-1] - base).tolist()
+        ends = (frames.offsets[1:] - base).tolist()
+        blobs[:] = list(map(raw.__getitem__, map(slice, starts, ends)))
+    return blobs
+
+
+def batch_columns(batch: ClassifiedBatch) -> BatchColumns:
+    """All stored columns of a batch. ``is_bad`` -1 and NaN scores become NULL (None)."""
+    h = batch.headers
+    n = len(h)
+    source, dest = address_texts(h)
+    is_bad_raw = np.asarray(batch.is_bad, dtype=np.int64)
+    is_bad = np.where(is_bad_raw < 0, None, (is_bad_raw > 0).astype(np.int64)).astype(object)
+    score_raw = np.asarray(batch.score, dtype=np.float64)
+    score = np.where(np.isnan(score_raw), None, score_raw).astype(object)
+    names = np.asarray(list(batch.attack_names) + [None], dtype=object)
+    attack_idx = np.asarray(batch.attack, dtype=np.int64)
+    bad_idx = (attack_idx < 0) | (attack_idx >= len(batch.attack_names))
+    attack = names[np.where(bad_idx, len(batch.attack_names), attack_idx)]
+    proto = np.asarray(h.proto, dtype=np.int64)
+    proto = np.where(proto < len(PROTOCOL_NAMES), proto, 0)
+    return BatchColumns(
+        time=np.asarray(h.ts, dtype=np.float64),
+        source=source,
+        dest=dest,
+        length=np.asarray(h.length, dtype=np.int64),
+        type=_PROTOCOL_NAMES[proto] if n else np.empty(0, dtype=object),
+        is_bad=is_bad,
+        data=frame_blobs(batch),
+        attack=attack,
+        score=score,
+    )
+
+
+def device_row_indices(batch: ClassifiedBatch) -> Iterator[tuple[int, np.ndarray]]:
+    """``(device index, packet indices)`` for every watched device with packets in the batch;
+    a packet between two watched devices is listed under both (once when src == dst)."""
+    src = np.asarray(batch.src_device, dtype=np.int64)
+    dst = np.asarray(batch.dst_device, dtype=np.int64)
+    present = np.union1d(src[src >= 0], dst[dst >= 0])
+    for dev in present.tolist():
+        if dev >= len(batch.devices):
+            continue
+        idx = np.flatnonzero((src == dev) | (dst == dev))
+        yield dev, idx

@@ -1,0 +1,94 @@
+"""Retention and the bounded submit queue."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from jixiaoan.engine.batch import Device
+from jixiaoan.storage.synthetic import synthetic_batch
+from jixiaoan.storage.writer import PacketStore
+
+DEVS = [
+    Device(mac="aa:00:00:00:00:01", ip="10.0.0.1"),
+    Device(mac="aa:00:00:00:00:02", ip="10.0.0.2"),
+]
+
+
+def test_retention_by_rows_keeps_the_newest(tmp_path):
+    rng = np.random.default_rng(4)
+    with PacketStore(tmp_path / "s.db", retention_rows=150, retention_interval_s=3600) as s:
+        for k in range(4):
+            s.submit(synthetic_batch(100, DEVS, 100.0 + k, rng, src=np.zeros(100), dt=0.001))
+        s.submit(synthetic_batch(30, DEVS, 200.0, rng, src=np.ones(30), dt=0.001))
+        s.flush(10)
+        t0, t1 = s.register_device(DEVS[0]), s.register_device(DEVS[1])
+        assert s.reader.counts(t0)[0] == 400  # retention does not run inside inserts
+        deleted = s.run_retention()
+        assert deleted == 250
+        rows = s.reader.latest(t0, 1000)
+        assert len(rows) == 150
+        assert [x.index for x in rows] == list(range(251, 401))
+        assert rows[0].time == np.float64(102.0) + 0.001 * 50
+        assert s.reader.counts(t1)[0] == 30  # below the limit: untouched
+        assert s.counters().retention_deleted == 250
+        # indices keep increasing after deletions
+        s.submit(synthetic_batch(10, DEVS, 300.0, rng, src=np.zeros(10)))
+        s.flush(10)
+        assert s.reader.latest(t0, 1)[0].index == 410
+
+
+def test_retention_by_age(tmp_path):
+    rng = np.random.default_rng(5)
+    with PacketStore(
+        tmp_path / "s.db", retention_rows=None, retention_age_s=60.0, retention_interval_s=3600
+    ) as s:
+        for k in range(5):
+            s.submit(synthetic_batch(10, DEVS, 1000.0 + 30 * k, rng, src=np.zeros(10)))
+        s.flush(10)
+        t0 = s.register_device(DEVS[0])
+        assert s.run_retention(now=1115.0) == 20  # Time < 1055 goes: batches at 1000, 1030
+        assert min(x.time for x in s.reader.latest(t0, 100)) == 1060.0
+
+
+def test_scheduled_retention_runs_by_itself(tmp_path):
+    rng = np.random.default_rng(6)
+    with PacketStore(tmp_path / "s.db", retention_rows=5, retention_interval_s=0.05) as s:
+        s.submit(synthetic_batch(50, DEVS, 10.0, rng, src=np.zeros(50)))
+        s.flush(10)
+        t0 = s.register_device(DEVS[0])
+        done = threading.Event()
+        for _ in range(200):
+            if s.reader.counts(t0)[0] == 5:
+                done.set()
+                break
+            done.wait(0.05)
+        assert done.is_set()
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
+    rng = np.random.default_rng(7)
+    entered, release = threading.Event(), threading.Event()
+
+    def stall(max_ts: float, wall: float, rows: int) -> None:
+        entered.set()
+        release.wait(30)
+
+    batches = [synthetic_batch(10, DEVS, 100.0 + k, rng) for k in range(12)]
+    s = PacketStore(tmp_path / "s.db", queue_batches=4, on_commit=stall, retention_interval_s=3600)
+    try:
+        assert s.submit(batches[0])
+        assert entered.wait(10)  # the writer is now stuck in the callback
+        accepted = [s.submit(b) for b in batches[1:]]  # would hang here if submit blocked
+        assert accepted == [True] * 4 + [False] * 7
+        c = s.counters()
+        assert (c.batches_dropped, c.packets_dropped, c.queued_batches) == (7, 70, 4)
+    finally:
+        release.set()
+    assert s.flush(10)
+    c = s.counters()
+    assert (c.batches_stored, c.rows_stored) == (5, 50)
+    s.close()
+    assert not s.submit(batches[0])  # closed: dropped and counted
+    assert s.counters().batches_dropped == 8
