@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -50,24 +51,44 @@ class _Chunks:
         self.buf = np.zeros(0, np.uint8)
         self.base = 0  # stream offset of buf[0]
         self.eof = False
+        self.failure = ""
+        self.is_gzip = isinstance(fh, gzip.GzipFile)
 
     def refill(self, pos: int, at_least: int = 0) -> int:
-        """Drop the bytes before ``pos`` and read more; returns the new index of ``pos``."""
+        """Drop the bytes before ``pos`` and read more; returns the new index of ``pos``.
+
+        A read error (e.g. a cut gzip stream) ends the stream like EOF and is remembered in
+        ``failure``; the bytes decoded before it stay available.
+        """
         keep = self.buf[pos:]
         want = max(self.chunk_size, len(keep), at_least)
+        parts: list[bytes] = []
+        got = 0
         try:
-            new = self.fh.read(want)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise CaptureError(self.path, self.base + len(self.buf), f"read failed: {exc}") from exc
-        if len(new) < want:
+            while got < want:
+                piece = self.fh.read1(want - got) if self.is_gzip else self.fh.read(want - got)
+                if not piece:
+                    break
+                parts.append(piece)
+                got += len(piece)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            self.failure = f"read failed: {exc}"
+        if got < want:
             self.eof = True
         self.base += pos
-        self.buf = (
-            np.concatenate([keep, np.frombuffer(new, np.uint8)])
-            if len(keep)
-            else (np.frombuffer(new, np.uint8))
-        )
+        new = np.frombuffer(b"".join(parts), np.uint8)
+        self.buf = np.concatenate([keep, new]) if len(keep) else new
         return 0
+
+    def end_error(self, pos: int) -> CaptureError | None:
+        """The error to raise when the records end at ``pos`` (None at a clean end)."""
+        if self.failure:
+            return CaptureError(self.path, self.base + len(self.buf), self.failure)
+        if pos < len(self.buf):
+            return CaptureError(
+                self.path, self.base + pos, "truncated record (file ends inside it)"
+            )
+        return None
 
     def ensure(self, pos: int, size: int) -> int:
         """Make ``buf[pos:pos+size]`` available if the stream has it; returns the new ``pos``."""
@@ -175,8 +196,9 @@ def _read_pcap(chunks: _Chunks, scratch: _Scratch, batch_size: int) -> Iterator[
         where = chunks.base + stop
         if status == _walk.CORRUPT:
             raise CaptureError(path, where, "corrupt pcap record header (impossible length)")
-        if stop < len(chunks.buf):
-            raise CaptureError(path, where, "truncated pcap record (file ends inside it)")
+        error = chunks.end_error(stop)
+        if error is not None:
+            raise error
         return
 
 
@@ -293,8 +315,9 @@ def _read_pcapng(chunks: _Chunks, scratch: _Scratch, batch_size: int) -> Iterato
             tables = section.arrays()
             continue
         if status == _walk.NEED_MORE:
-            if pos < len(chunks.buf):
-                raise CaptureError(path, where, "truncated pcapng block (file ends inside it)")
+            error = chunks.end_error(pos)
+            if error is not None:
+                raise error
             return
         if status == _walk.UNSUPPORTED_LINK:
             iid = _packet_interface(chunks, pos, section)
