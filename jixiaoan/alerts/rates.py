@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +119,28 @@ class RateSnapshot:
         return [self.device(i) for i in range(len(self))]
 
 
+def _stack(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([r for r, _ in chunks]), np.concatenate([c for _, c in chunks])
+
+
+def _merge(rows: np.ndarray, counts: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the counts of equal peer rows and keep the ``cap`` largest per device (the first
+    8 bytes of a row), most frequent first; ties go to the lower address."""
+    rows = np.ascontiguousarray(rows, np.uint8)
+    width = rows.shape[1]
+    keys, inverse = np.unique(rows.view(f"V{width}").ravel(), return_inverse=True)
+    sums = np.bincount(inverse.ravel(), weights=counts, minlength=len(keys)).astype(np.int64)
+    key_rows = keys.view(np.uint8).reshape(len(keys), width)
+    dev = key_rows[:, :8].copy().view(">i8").ravel()
+    order = np.lexsort((-sums, dev))  # stable: equal counts keep address order
+    key_rows, sums, dev = key_rows[order], sums[order], dev[order]
+    starts = np.ones(len(dev), bool)
+    starts[1:] = dev[1:] != dev[:-1]
+    rank = np.arange(len(dev)) - np.flatnonzero(starts)[np.cumsum(starts) - 1]
+    keep = rank < cap
+    return key_rows[keep], sums[keep]
+
+
 def _share(bad: np.ndarray, classified: np.ndarray) -> np.ndarray:
     out = np.zeros(len(bad), np.float64)
     np.divide(bad, classified, out=out, where=classified > 0)
@@ -162,7 +183,8 @@ class RateTracker:
         self._slot_bucket = np.full(nb, _NO_BUCKET, np.int64)
         self._counts = np.zeros((3, nb, self._n), np.int64)  # packets, classified, malicious
         self._fam = np.zeros((nb, self._n, len(self.families)), np.int64)
-        self._peers: list[dict[int, Counter[bytes]]] = [{} for _ in range(nb)]
+        # per bucket: chunks of (rows, counts); a row is device (8 bytes) + peer IP + peer MAC
+        self._peers: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(nb)]
         self._totals = np.zeros((3, self._n), np.int64)
         self._now_bucket = _NO_BUCKET
         self._first_bucket = _NO_BUCKET
@@ -207,7 +229,7 @@ class RateTracker:
             self._slot_bucket[s] = b
             self._counts[:, s, :] = 0
             self._fam[s] = 0
-            self._peers[s] = {}
+            self._peers[s] = []
         self._now_bucket = newest
 
     # -- feeding ----------------------------------------------------------------------------
@@ -270,32 +292,20 @@ class RateTracker:
     def _count_peers(self, batch, pkt, slot, dev, is_src_side) -> None:
         """Add the other endpoint of each malicious attribution to the peer table."""
         h = batch.headers
-        side = is_src_side[:, None]
-        ip = np.where(side, h.dst_ip[pkt], h.src_ip[pkt]).astype(np.uint8)
+        ip = np.where(is_src_side[:, None], h.dst_ip[pkt], h.src_ip[pkt]).astype(np.uint8)
         mac = np.where(is_src_side, h.dst_mac[pkt], h.src_mac[pkt]).astype(">u8")
         rows = np.concatenate(
-            [
-                slot.astype(">i8")[:, None].view(np.uint8),
-                dev.astype(">i8")[:, None].view(np.uint8),
-                ip,
-                mac[:, None].view(np.uint8),
-            ],
-            axis=1,
+            [dev.astype(">i8")[:, None].view(np.uint8), ip, mac[:, None].view(np.uint8)], axis=1
         )
-        rows = np.ascontiguousarray(rows)
-        keys, counts = np.unique(rows.view(f"V{rows.shape[1]}").ravel(), return_counts=True)
-        key_bytes = keys.view(np.uint8).reshape(len(keys), -1)
-        group = key_bytes[:, :16]  # (slot, device)
-        order = np.lexsort((-counts, *group.T[::-1]))  # by group, most frequent first
-        key_bytes, counts = key_bytes[order], counts[order]
-        starts = np.ones(len(counts), bool)
-        starts[1:] = np.any(key_bytes[1:, :16] != key_bytes[:-1, :16], axis=1)
-        group_id = np.cumsum(starts) - 1
-        rank = np.arange(len(counts)) - np.flatnonzero(starts)[group_id]
-        for i in np.flatnonzero(rank < self.peers_per_batch):  # distinct peers, bounded
-            kb = key_bytes[i].tobytes()
-            s, d = int.from_bytes(kb[:8], "big"), int.from_bytes(kb[8:16], "big")
-            self._peers[s].setdefault(d, Counter())[kb[16:]] += int(counts[i])
+        for s in np.unique(slot):  # the few buckets this batch spans
+            mine = slot == s
+            chunks = self._peers[s]
+            chunks.append(
+                _merge(rows[mine], np.ones(int(mine.sum()), np.int64), self.peers_per_batch)
+            )
+            if len(chunks) > 8:  # compact: one chunk, a bounded number of peers per device
+                merged = _merge(*_stack(chunks), 8 * self.peers_per_batch)
+                self._peers[s] = [merged]
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -342,13 +352,18 @@ class RateTracker:
         in the window."""
         with self._lock:
             live, _ = self._live_slots(now)
-            total: Counter[bytes] = Counter()
-            for s in np.flatnonzero(live):
-                total.update(self._peers[s].get(device, {}))
+            chunks = [c for i in np.flatnonzero(live) for c in self._peers[i]]
+            if not chunks:
+                return []
+            rows, counts = _stack(chunks)
+            mine = rows[:, :8].copy().view(">i8").ravel() == device
+            if not mine.any():
+                return []
+            rows, counts = _merge(rows[mine], counts[mine], k)
             out = []
-            for key, count in total.most_common(k):
-                mac = int.from_bytes(key[16:24], "big")
-                out.append(Peer(ip_to_str(key[:16]), mac_to_str(mac) if mac else "", count))
+            for row, count in zip(rows, counts):
+                mac = int.from_bytes(row[24:32].tobytes(), "big")
+                out.append(Peer(ip_to_str(row[8:24]), mac_to_str(mac) if mac else "", int(count)))
             return out
 
     def device_info(self, device: int) -> Device:
