@@ -360,6 +360,10 @@ class PasswordStore:
         self._environ = environ if environ is not None else os.environ
         self.last_problem = ""
 
+    def for_account(self, account: str) -> PasswordStore:
+        """The same store (backend, environment) for another account."""
+        return PasswordStore(account, self._backend, self._environ)
+
     def _keyring(self) -> Any:
         if self._backend is None:
             import keyring
