@@ -52,9 +52,17 @@ def _non_negative(v: float) -> bool:
     return v >= 0
 
 
-def _is_address(v: str) -> bool:
-    """A plausible e-mail address: one '@', no spaces or control characters."""
-    return v.count("@") == 1 and not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in v)
+_ADDRESS_FORBIDDEN = set(',;<>"()[]\\:')
+
+
+def is_email_address(v: object) -> bool:
+    """A plain ``local@domain`` address: one '@', both parts present, no spaces, control
+    characters or address-list punctuation (so it cannot smuggle a second address)."""
+    if not isinstance(v, str) or v.count("@") != 1 or v.startswith("@") or v.endswith("@"):
+        return False
+    return not any(
+        c.isspace() or ord(c) < 32 or ord(c) == 127 or c in _ADDRESS_FORBIDDEN for c in v
+    )
 
 
 @dataclass
@@ -81,10 +89,12 @@ class SmtpSettings:
         metadata=_check(lambda v: v in SMTP_SECURITY_CHOICES, " or ".join(SMTP_SECURITY_CHOICES)),
     )
     user: str = ""
-    sender: str = ""
+    sender: str = field(
+        default="", metadata=_check(lambda v: v == "" or is_email_address(v), "an e-mail address")
+    )
     recipients: list[str] = field(
         default_factory=list,
-        metadata=_check(lambda v: all(map(_is_address, v)), "a list of e-mail addresses"),
+        metadata=_check(lambda v: all(map(is_email_address, v)), "a list of e-mail addresses"),
     )
     timeout_s: float = field(default=20.0, metadata=_check(_positive, "more than 0 seconds"))
 

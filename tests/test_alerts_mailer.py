@@ -261,6 +261,7 @@ def test_send_test_reports_success_and_the_servers_errors(smtp_server):
     check(settings(controller.port, recipients=[]), None, "no recipients")
     check(settings(controller.port, sender="ids@example.org\r\nBcc: x@y.z"), None, "address")
     check(settings(controller.port, server=""), None, "no SMTP server")
+    check(settings(controller.port, recipients=["a@example.org, evil@x.y"]), None, "address")
     ok, _ = EmailAlerter(settings(controller.port, user="alice"), lambda: "s3cret",
                          start=False).send_test()
     assert ok

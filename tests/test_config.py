@@ -96,7 +96,7 @@ def test_wrong_types_and_bad_values_take_defaults_and_are_reported(tmp_path):
         "alerts": {"threshold": "high", "min_packets": 2.5, "cooldown_s": -1, "popup": 1,
                    "window_s": 20},
         "smtp": {"port": 70000, "security": "tls", "recipients": ["ok@example.org", 5],
-                 "timeout_s": True},
+                 "timeout_s": True, "sender": "me@example.org,you@example.org"},
         "capture": "eth0",
         "storage": {"retention_days": None},
         "model_dir": 3,
@@ -115,11 +115,13 @@ def test_wrong_types_and_bad_values_take_defaults_and_are_reported(tmp_path):
     assert cfg.device_names == {"02:00:00:00:00:02": "tv"}
     named = " ".join(problems)
     for key in ("alerts.threshold", "alerts.min_packets", "alerts.cooldown_s", "alerts.popup",
-                "smtp.port", "smtp.security", "smtp.recipients", "smtp.timeout_s", "capture",
+                "smtp.port", "smtp.security", "smtp.recipients", "smtp.timeout_s", "smtp.sender",
+                "capture",
                 "storage.retention_days", "model_dir", "not-a-mac", "02:00:00:00:00:01"):
         assert key in named, key
     assert "alerts.window_s" not in named
-    assert len(problems) == 13
+    assert len(problems) == 14
+    assert cfg.smtp.sender == ""
 
 
 def test_clear_level_above_threshold_is_corrected(tmp_path):

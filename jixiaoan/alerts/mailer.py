@@ -26,6 +26,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from jixiaoan.alerts.policy import AlertEvent
+from jixiaoan.config import is_email_address
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def clean_text(text: object, limit: int = 200) -> str:
 
 
 def _check_address(address: str) -> str:
-    if not address or address.count("@") != 1 or clean_text(address) != address or " " in address:
+    if not is_email_address(address):
         raise ValueError(f"not a usable e-mail address: {address!r}")
     return address
 
