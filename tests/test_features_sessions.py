@@ -7,55 +7,13 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
-from test_features_support import batches_from_packets, split_points
+from test_features_support import batches_from_packets, split_points, synthetic_headers
 
-from jixiaoan.capture import batch as cb
 from jixiaoan.capture.batch import HeaderBatch
 from jixiaoan.features.batch import FeatureConfig
 from jixiaoan.features.sessions import SessionTracker
 
 A, B, C = "00:00:00:00:00:0a", "00:00:00:00:00:0b", "00:00:00:00:00:0c"
-
-
-def synthetic_headers(rng: np.random.Generator, n: int, n_hosts: int = 6, t_scale: float = 1.0):
-    """Random IPv4/IPv6/TCP/UDP/ARP/other packets between a few hosts (no frames needed)."""
-    src_h = rng.integers(0, n_hosts, n)
-    dst_h = rng.integers(0, n_hosts, n)
-    kind = rng.integers(0, 5, n)  # 0 TCP4, 1 UDP4, 2 TCP6, 3 ARP, 4 other link
-    ip = np.zeros((n_hosts, 16), np.uint8)
-    ip[:, 10:12] = 0xFF
-    ip[:, 15] = np.arange(n_hosts) + 1
-    ip6 = np.zeros((n_hosts, 16), np.uint8)
-    ip6[:, 0], ip6[:, 15] = 0x20, np.arange(n_hosts) + 1
-    is6 = kind == 2
-    is_ip = kind <= 2
-    src_ip = np.where(is6[:, None], ip6[src_h], ip[src_h])
-    dst_ip = np.where(is6[:, None], ip6[dst_h], ip[dst_h])
-    ports = np.array([80, 443, 1000, 2000], np.uint16)
-    codes = [cb.PROTO_TCP, cb.PROTO_UDP, cb.PROTO_TCP, cb.PROTO_ARP, cb.PROTO_OTHER]
-    proto = np.choose(kind, codes)
-    return HeaderBatch(
-        ts=np.cumsum(rng.exponential(t_scale, n)),
-        length=rng.integers(60, 1500, n).astype(np.uint32),
-        caplen=np.full(n, 64, np.uint32),
-        linktype=np.full(n, cb.LINKTYPE_ETHERNET, np.uint16),
-        src_mac=(src_h + 1).astype(np.uint64),
-        dst_mac=(dst_h + 1).astype(np.uint64),
-        ethertype=np.choose(kind, [0x0800, 0x0800, 0x86DD, 0x0806, 0x88CC]).astype(np.uint16),
-        vlan=np.zeros(n, np.uint16),
-        l3_off=np.full(n, 14, np.int16),
-        ip_version=np.choose(kind, [4, 4, 6, 0, 0]).astype(np.uint8),
-        src_ip=np.where((kind == 3)[:, None] | is_ip[:, None], src_ip, 0).astype(np.uint8),
-        dst_ip=np.where((kind == 3)[:, None] | is_ip[:, None], dst_ip, 0).astype(np.uint8),
-        ip_proto=np.choose(kind, [6, 17, 6, 0, 0]).astype(np.uint8),
-        l4_off=np.where(is_ip, np.where(is6, 54, 34), -1).astype(np.int16),
-        sport=np.where(is_ip, ports[rng.integers(0, 4, n)], 0).astype(np.uint16),
-        dport=np.where(is_ip, ports[rng.integers(0, 4, n)], 0).astype(np.uint16),
-        tcp_flags=np.where(proto == cb.PROTO_TCP, rng.integers(0, 64, n), 0).astype(np.uint8),
-        payload_off=np.full(n, -1, np.int16),
-        proto=proto.astype(np.uint8),
-        truncated=np.zeros(n, bool),
-    )
 
 
 def reference_sessions(h: HeaderBatch, idle: float) -> tuple[list[int], list[int]]:
