@@ -99,6 +99,17 @@ def test_sigkill_mid_stream_keeps_every_committed_batch_whole(tmp_path):
                 f'SELECT CAST("Time" AS INTEGER), count(*) FROM "{table}" GROUP BY 1'
             ):
                 per_batch[k] = per_batch.get(k, 0) + count
+            # the device counters were committed in the same transactions as the rows
+            counters = conn.execute(
+                "SELECT rows_total, rows_malicious, rows_unclassified FROM devices"
+                " WHERE table_name = ?",
+                (table,),
+            ).fetchone()
+            scanned = conn.execute(
+                'SELECT count(*), coalesce(sum("IsBad" = 1), 0), coalesce(sum("IsBad" IS NULL), 0)'
+                f' FROM "{table}"'
+            ).fetchone()
+            assert counters == scanned
     finally:
         conn.close()
     for k in range(last + 1):  # everything reported committed is there

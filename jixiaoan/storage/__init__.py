@@ -9,6 +9,8 @@ other threads read-only access (``PacketStore.reader`` is one). Schema (``schema
   ``Length`` INTEGER (wire length), ``Type`` TEXT (protocol), ``IsBad`` INTEGER NULL (NULL = not
   classified), ``AllData`` BLOB (captured bytes), ``Attack`` TEXT NULL, ``Score`` REAL NULL;
   index on (Time, IsBad);
-- ``devices`` (id, mac, ip, name, vendor, table_name, first_seen, last_seen);
+- ``devices`` (id, mac, ip, name, vendor, table_name, first_seen, last_seen, rows_total,
+  rows_malicious, rows_unclassified): the row counters are kept by the writer in the same
+  transactions as the inserts, retention deletes and verdict updates;
 - ``meta`` (key, value): ``schema_version``, ``model_name``.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from jixiaoan.engine.batch import Device
+from jixiaoan.storage.rows import DeviceRows
 from jixiaoan.storage.schema import create_device_table, storable_text, table_name_for
 
 
@@ -25,7 +26,7 @@ class DeviceRegistry:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._cache: dict[tuple[str, str], tuple[str, str, str]] = {}  # key -> table, name, vendor
-        self._seen: dict[str, tuple[float, float]] = {}
+        self._seen: dict[str, list] = {}  # table -> [first, last, total, malicious, unclassified]
 
     def table_for(self, device: Device) -> str | None:
         """Table of a device seen in a batch (registered on first sight); None when the device
@@ -97,20 +98,23 @@ class DeviceRegistry:
                 return row[0], row[1]
         return None
 
-    def seen(self, table: str, first: float, last: float) -> None:
-        """Note capture times of rows written to ``table`` in the current transaction."""
-        old = self._seen.get(table)
-        self._seen[table] = (
-            (first, last) if old is None else (min(old[0], first), max(old[1], last))
-        )
+    def seen(self, rows: DeviceRows, table: str) -> None:
+        """Note rows written to ``table`` in the current transaction (times and counters)."""
+        acc = self._seen.setdefault(table, [rows.first, rows.last, 0, 0, 0])
+        acc[0], acc[1] = min(acc[0], rows.first), max(acc[1], rows.last)
+        acc[2] += rows.total
+        acc[3] += rows.malicious
+        acc[4] += rows.unclassified
 
     def write_seen(self) -> None:
-        """Write the noted first/last seen times into ``devices``."""
+        """Write the noted first/last seen times and row counts into ``devices``."""
         if self._seen:
             self._conn.executemany(
-                "UPDATE devices SET first_seen = min(coalesce(first_seen, ?), ?),"
-                " last_seen = max(coalesce(last_seen, ?), ?) WHERE table_name = ?",
-                [(f, f, last, last, t) for t, (f, last) in self._seen.items()],
+                "UPDATE devices SET first_seen = min(coalesce(first_seen, ?1), ?1),"
+                " last_seen = max(coalesce(last_seen, ?2), ?2),"
+                " rows_total = rows_total + ?3, rows_malicious = rows_malicious + ?4,"
+                " rows_unclassified = rows_unclassified + ?5 WHERE table_name = ?6",
+                [(*acc, table) for table, acc in self._seen.items()],
             )
             self._seen.clear()
 

@@ -53,6 +53,9 @@ class DeviceInfo:
     table_name: str
     first_seen: float | None
     last_seen: float | None
+    rows_total: int = 0
+    rows_malicious: int = 0
+    rows_unclassified: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,19 +112,23 @@ class StoreReader:
 
     def _table(self, table: str | Device) -> str:
         """Quoted identifier of a known device table."""
+        return checked_table(self._name(table))
+
+    def _name(self, table: str | Device) -> str:
+        """Name of a known device table (a Device is looked up by MAC, then IP)."""
         if isinstance(table, Device):
             name = self.table_for(table)
             if name is None:
                 raise StoreError(f"device not in the store: {table.label!r}")
             table = name
-        ident = checked_table(table)
+        checked_table(table)
         if table not in self._tables:
             known = {r[0] for r in self._conn().execute("SELECT table_name FROM devices")}
             with self._lock:
                 self._tables = known
             if table not in known:
                 raise StoreError(f"no device table {table!r} in the store")
-        return ident
+        return table
 
     def table_for(self, device: Device) -> str | None:
         """Table of a device, matched by MAC, else IP; None when unknown."""
@@ -144,8 +151,8 @@ class StoreReader:
     def devices(self) -> list[DeviceInfo]:
         """All devices, in registration order."""
         rows = self._conn().execute(
-            "SELECT id, mac, ip, name, vendor, table_name, first_seen, last_seen"
-            " FROM devices ORDER BY id"
+            "SELECT id, mac, ip, name, vendor, table_name, first_seen, last_seen,"
+            " rows_total, rows_malicious, rows_unclassified FROM devices ORDER BY id"
         )
         return [DeviceInfo(*r) for r in rows]
 
@@ -189,12 +196,15 @@ class StoreReader:
         return None if r is None else PacketRow(*r)
 
     def counts(self, table: str | Device) -> tuple[int, int, int]:
-        """``(total, malicious, unclassified)`` rows of a device."""
+        """``(total, malicious, unclassified)`` rows of a device (kept up to date by the
+        writer in the ``devices`` table: a one-row lookup)."""
+        name = self._name(table)
         r = (
             self._conn()
             .execute(
-                f'SELECT count(*), coalesce(sum("IsBad" = 1), 0), coalesce(sum("IsBad" IS NULL), 0)'
-                f" FROM {self._table(table)}"
+                "SELECT rows_total, rows_malicious, rows_unclassified FROM devices"
+                " WHERE table_name = ?",
+                (name,),
             )
             .fetchone()
         )

@@ -7,12 +7,12 @@ per-row tuples are assembled by ``zip`` over column lists (no Python code runs p
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from jixiaoan.capture.batch import PROTOCOL_NAMES, HeaderBatch, ip_to_str, mac_to_str
-from jixiaoan.engine.batch import ClassifiedBatch
+from jixiaoan.engine.batch import ClassifiedBatch, Device
 
 _PROTOCOL_NAMES = np.asarray(PROTOCOL_NAMES, dtype=object)
 
@@ -125,3 +125,63 @@ def device_row_indices(batch: ClassifiedBatch) -> Iterator[tuple[int, np.ndarray
             continue
         idx = np.flatnonzero((src == dev) | (dst == dev))
         yield dev, idx
+
+
+DeviceKey = tuple[str, str, str, str]  # mac, ip, name, vendor as given by the engine
+
+
+@dataclass
+class DeviceRows:
+    """Rows of one device gathered from a chunk of batches, with their counters."""
+
+    device: Device
+    rows: list[tuple] = field(default_factory=list)
+    first: float = np.inf
+    last: float = -np.inf
+    total: int = 0
+    malicious: int = 0
+    unclassified: int = 0
+
+
+@dataclass
+class PreparedChunk:
+    """Consecutive queued batches turned into per-device rows, ready for one transaction."""
+
+    last_seq: int
+    n_batches: int
+    devices: dict[DeviceKey, DeviceRows]
+    min_ts: float = np.inf
+    max_ts: float = -np.inf
+    error: str = ""
+
+
+def prepare_chunk(items: list[tuple[int, ClassifiedBatch]]) -> PreparedChunk:
+    """Convert ``(sequence number, batch)`` pairs; a batch that cannot be converted makes the
+    chunk carry an error and no rows (the whole chunk is then counted as failed)."""
+    chunk = PreparedChunk(last_seq=items[-1][0], n_batches=len(items), devices={})
+    try:
+        for _, batch in items:
+            if len(batch) == 0:
+                continue
+            cols = batch_columns(batch)
+            bad_flag = np.asarray(batch.is_bad, dtype=np.int64)
+            for dev, idx in device_row_indices(batch):
+                device = batch.devices[dev]
+                key = (device.mac, device.ip, device.name, device.vendor)
+                acc = chunk.devices.get(key)
+                if acc is None:
+                    acc = chunk.devices[key] = DeviceRows(device)
+                acc.rows.extend(cols.rows(idx))
+                times = cols.time[idx]
+                acc.first = min(acc.first, float(times.min()))
+                acc.last = max(acc.last, float(times.max()))
+                flags = bad_flag[idx]
+                acc.total += len(idx)
+                acc.malicious += int((flags > 0).sum())
+                acc.unclassified += int((flags < 0).sum())
+                chunk.min_ts = min(chunk.min_ts, acc.first)
+                chunk.max_ts = max(chunk.max_ts, acc.last)
+    except Exception as exc:  # noqa: BLE001 - a malformed batch must not stop the store
+        chunk.devices = {}
+        chunk.error = f"cannot convert batch: {exc!r}"
+    return chunk

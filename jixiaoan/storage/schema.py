@@ -89,7 +89,10 @@ def create_base_tables(conn: sqlite3.Connection, model_name: str = "") -> None:
         " vendor TEXT NOT NULL DEFAULT '',"
         " table_name TEXT NOT NULL UNIQUE,"
         " first_seen REAL,"
-        " last_seen REAL)"
+        " last_seen REAL,"
+        " rows_total INTEGER NOT NULL DEFAULT 0,"
+        " rows_malicious INTEGER NOT NULL DEFAULT 0,"
+        " rows_unclassified INTEGER NOT NULL DEFAULT 0)"
     )
     conn.execute("CREATE INDEX IF NOT EXISTS devices_mac ON devices(mac) WHERE mac != ''")
     conn.execute("CREATE INDEX IF NOT EXISTS devices_ip ON devices(ip) WHERE ip != ''")
@@ -126,6 +129,25 @@ def create_device_table(conn: sqlite3.Connection, table: str) -> None:
     )
     # (Time, IsBad) covers the rate queries, which then never touch the table rows.
     conn.execute(f'CREATE INDEX IF NOT EXISTS {index_ident} ON {ident}("Time", "IsBad")')
+
+
+def count_rows(conn: sqlite3.Connection, table: str, where: str = "", args: tuple = ()) -> tuple:
+    """``(total, malicious, unclassified)`` of the rows of ``table`` matching ``where``."""
+    sql = (
+        'SELECT count(*), coalesce(sum("IsBad" = 1), 0), coalesce(sum("IsBad" IS NULL), 0)'
+        f" FROM {checked_table(table)} {where}"
+    )
+    return tuple(int(x) for x in conn.execute(sql, args).fetchone())
+
+
+def recount(conn: sqlite3.Connection, table: str) -> None:
+    """Recompute the row counters of a device from its table (after bulk verdict updates)."""
+    total, bad, unclassified = count_rows(conn, table)
+    conn.execute(
+        "UPDATE devices SET rows_total = ?, rows_malicious = ?, rows_unclassified = ?"
+        " WHERE table_name = ?",
+        (total, bad, unclassified, table),
+    )
 
 
 def insert_sql(table: str) -> str:

@@ -1,7 +1,9 @@
 """PacketStore: one writer thread, one SQLite connection, bounded queue of classified batches.
 
-``submit`` never blocks: when the queue is full the batch is dropped and counted. The writer
-drains everything queued (up to ``max_rows_per_commit`` packets) into one transaction, so a
+``submit`` never blocks: when the queue is full the batch is dropped and counted. A converter
+thread turns queued batches (up to ``max_rows_per_commit`` packets at a time) into rows while
+the writer thread inserts the previous ones (SQLite releases the GIL while it works, so the two
+overlap on two cores). The writer puts everything converted so far into one transaction, so a
 batch is stored completely or not at all, and runs retention on its own schedule.
 """
 
@@ -21,13 +23,15 @@ import numpy as np
 from jixiaoan.engine.batch import ClassifiedBatch, Device
 from jixiaoan.storage.devices import DeviceRegistry
 from jixiaoan.storage.reader import StoreReader
-from jixiaoan.storage.rows import batch_columns, device_row_indices
+from jixiaoan.storage.retention import apply_retention
+from jixiaoan.storage.rows import PreparedChunk, prepare_chunk
 from jixiaoan.storage.schema import (
     StoreError,
     apply_writer_pragmas,
     checked_table,
     create_base_tables,
     insert_sql,
+    recount,
     storable_text,
 )
 
@@ -65,6 +69,8 @@ class _Command:
 class PacketStore:
     """Per-device SQLite packet store (see the package docstring for the schema)."""
 
+    PREPARED_CHUNKS = 2  # converted chunks waiting for the writer (bounded)
+
     def __init__(
         self,
         path: str | Path,
@@ -73,7 +79,7 @@ class PacketStore:
         queue_batches: int = 64,
         *,
         retention_interval_s: float = 10.0,
-        max_rows_per_commit: int = 100_000,
+        max_rows_per_commit: int = 50_000,
         on_commit: OnCommit | None = None,
         model_name: str = "",
     ) -> None:
@@ -85,25 +91,32 @@ class PacketStore:
         self.max_rows_per_commit = max(1, int(max_rows_per_commit))
         self.on_commit = on_commit
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
-        self._done = threading.Condition(self._lock)
+        self._work = threading.Condition(self._lock)  # the writer waits on it
+        self._convert = threading.Condition(self._lock)  # the converter waits on it
+        self._done = threading.Condition(self._lock)  # flush() waits on it
         self._batches: deque[tuple[int, ClassifiedBatch]] = deque()
+        self._prepared: deque[PreparedChunk] = deque()
         self._commands: deque[_Command] = deque()
         self._submitted = 0
         self._processed = 0
         self._closing = False
+        self._converter_done = False
         self._dead = False
         self._counts: dict[str, Any] = dict(StoreCounters().__dict__)
         self._ready = threading.Event()
         self._init_error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(model_name,), name="jixiaoan-store", daemon=True
+        self._writer = threading.Thread(
+            target=self._run, args=(model_name,), name="jixiaoan-store-writer", daemon=True
         )
-        self._thread.start()
+        self._writer.start()
         self._ready.wait()
         if self._init_error is not None:
-            self._thread.join()
+            self._writer.join()
             raise StoreError(f"cannot open store {self.path}: {self._init_error}")
+        self._converter = threading.Thread(
+            target=self._convert_loop, name="jixiaoan-store-convert", daemon=True
+        )
+        self._converter.start()
         self.reader = StoreReader(self.path)
 
     # ---- caller side -------------------------------------------------------------------------
@@ -117,7 +130,7 @@ class PacketStore:
                 return False
             self._submitted += 1
             self._batches.append((self._submitted, batch))
-            self._work.notify()
+            self._convert.notify()
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -128,12 +141,14 @@ class PacketStore:
             return self._done.wait_for(lambda: self._processed >= target or self._dead, timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Flush, stop the writer thread and close the connection (idempotent)."""
+        """Flush, stop the threads and close the connection (idempotent)."""
         self.flush(timeout)
         with self._lock:
             self._closing = True
-            self._work.notify()
-        self._thread.join(timeout)
+            self._work.notify_all()
+            self._convert.notify_all()
+        self._converter.join(timeout)
+        self._writer.join(timeout)
         self.reader.close()
 
     def __enter__(self) -> PacketStore:
@@ -151,7 +166,7 @@ class PacketStore:
         """Table name of ``device``, creating it when new. Idempotent by MAC, then IP; a
         non-empty name / vendor given here replaces the stored one."""
         return self._call(
-            lambda conn: self._in_transaction(conn, self._registry.register, device), timeout
+            lambda conn: _in_transaction(conn, self._registry.register, device), timeout
         )
 
     def set_verdicts(
@@ -179,11 +194,15 @@ class PacketStore:
         sql = f'UPDATE {ident} SET "IsBad" = ?, "Attack" = ?, "Score" = ? WHERE "Index" = ?'
 
         def update(conn: sqlite3.Connection) -> int:
+            if not conn.execute("SELECT 1 FROM devices WHERE table_name = ?", (table,)).fetchone():
+                raise StoreError(f"no device table {table!r} in the store")
             before = conn.total_changes
             conn.executemany(sql, rows)
-            return conn.total_changes - before
+            changed = conn.total_changes - before
+            recount(conn, table)
+            return changed
 
-        return self._call(lambda conn: self._in_transaction(conn, update), timeout)
+        return self._call(lambda conn: _in_transaction(conn, update, conn), timeout)
 
     def set_model_name(self, name: str, timeout: float | None = 30.0) -> None:
         """Record the name of the model whose verdicts are stored."""
@@ -191,7 +210,8 @@ class PacketStore:
         self._call(lambda conn: conn.execute(sql, (storable_text(name),)), timeout)
 
     def run_retention(self, now: float | None = None, timeout: float | None = 60.0) -> int:
-        """Apply retention now (normally it runs on its own schedule); returns rows deleted."""
+        """Apply retention now (normally it runs on its own schedule); returns rows deleted.
+        Rows older than ``now - retention_age_s`` go; ``now`` defaults to the wall clock."""
         return self._call(lambda conn: self._retain(conn, now), timeout)
 
     def _call(self, fn: Callable[[sqlite3.Connection], Any], timeout: float | None) -> Any:
@@ -206,6 +226,30 @@ class PacketStore:
         if cmd.error is not None:
             raise cmd.error
         return cmd.result
+
+    # ---- converter thread --------------------------------------------------------------------
+
+    def _convert_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._dead and not (
+                    (self._batches and len(self._prepared) < self.PREPARED_CHUNKS)
+                    or (self._closing and not self._batches)
+                ):
+                    self._convert.wait()
+                if self._dead or not self._batches:
+                    self._converter_done = True
+                    self._work.notify()
+                    return
+                items: list[tuple[int, ClassifiedBatch]] = []
+                packets = 0
+                while self._batches and (not items or packets < self.max_rows_per_commit):
+                    items.append(self._batches.popleft())
+                    packets += len(items[-1][1])
+            chunk = prepare_chunk(items)
+            with self._lock:
+                self._prepared.append(chunk)
+                self._work.notify()
 
     # ---- writer thread -----------------------------------------------------------------------
 
@@ -226,43 +270,39 @@ class PacketStore:
         try:
             while True:
                 with self._lock:
-                    while not (self._batches or self._commands or self._closing):
+                    while not (
+                        self._prepared or self._commands or (self._closing and self._converter_done)
+                    ):
                         wait = next_retention - time.monotonic()
                         if wait <= 0:
                             break
                         self._work.wait(wait)
                     commands = list(self._commands)
                     self._commands.clear()
-                    items = self._take_batches()
-                    stop = self._closing and not self._batches and not self._commands
+                    chunks = list(self._prepared)
+                    self._prepared.clear()
+                    self._convert.notify()
+                    stop = self._closing and self._converter_done and not commands and not chunks
                 for cmd in commands:
                     self._execute(conn, cmd)
-                if items:
-                    self._write(conn, items)
+                if chunks:
+                    self._write(conn, chunks)
                 if time.monotonic() >= next_retention:
                     self._retain_scheduled(conn)
                     next_retention = time.monotonic() + self.retention_interval_s
-                if stop and not items and not commands:
+                if stop:
                     break
         finally:
             with self._lock:
                 self._dead = True
                 self._done.notify_all()
+                self._convert.notify_all()
                 pending = list(self._commands)
                 self._commands.clear()
             for cmd in pending:
                 cmd.error = StoreError("the store is closed")
                 cmd.done.set()
             conn.close()
-
-    def _take_batches(self) -> list[tuple[int, ClassifiedBatch]]:
-        items: list[tuple[int, ClassifiedBatch]] = []
-        packets = 0
-        while self._batches and (not items or packets < self.max_rows_per_commit):
-            seq, batch = self._batches.popleft()
-            items.append((seq, batch))
-            packets += len(batch)
-        return items
 
     def _execute(self, conn: sqlite3.Connection, cmd: _Command) -> None:
         try:
@@ -271,76 +311,51 @@ class PacketStore:
             cmd.error = exc
         cmd.done.set()
 
-    @staticmethod
-    def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(*args) if args else fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-
-    def _write(self, conn: sqlite3.Connection, items: list[tuple[int, ClassifiedBatch]]) -> None:
+    def _write(self, conn: sqlite3.Connection, chunks: list[PreparedChunk]) -> None:
         t0 = time.perf_counter()
-        rows_by_table: dict[str, list[tuple]] = {}
-        min_ts, max_ts = np.inf, -np.inf
         n_rows = 0
+        errors = [c.error for c in chunks if c.error]
+        committed = False
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for _, batch in items:
-                if len(batch) == 0:
-                    continue
-                cols = batch_columns(batch)
-                for dev, idx in device_row_indices(batch):
-                    table = self._registry.table_for(batch.devices[dev])
+            for chunk in chunks:
+                for dev_rows in chunk.devices.values():
+                    table = self._registry.table_for(dev_rows.device)
                     if table is None:
                         continue
-                    rows_by_table.setdefault(table, []).extend(cols.rows(idx))
-                    times = cols.time[idx]
-                    self._registry.seen(table, float(times.min()), float(times.max()))
-                    min_ts = min(min_ts, float(times.min()))
-                    max_ts = max(max_ts, float(times.max()))
-            for table, rows in rows_by_table.items():
-                conn.executemany(insert_sql(table), rows)
-                n_rows += len(rows)
+                    conn.executemany(insert_sql(table), dev_rows.rows)
+                    self._registry.seen(dev_rows, table)
+                    n_rows += len(dev_rows.rows)
             self._registry.write_seen()
             conn.execute("COMMIT")
+            committed = True
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._registry.forget()
-            self._finish(items, 0, t0, None, repr(exc))
-            return
-        self._finish(items, n_rows, t0, (min_ts, max_ts) if n_rows else None, "")
-
-    def _finish(
-        self,
-        items: list[tuple[int, ClassifiedBatch]],
-        n_rows: int,
-        t0: float,
-        ts_range: tuple[float, float] | None,
-        error: str,
-    ) -> None:
+            errors.append(repr(exc))
+            n_rows = 0
         wall = time.time()
+        stored = [c for c in chunks if not c.error] if committed else []
+        min_ts = min((c.min_ts for c in stored), default=np.inf)
+        max_ts = max((c.max_ts for c in stored), default=-np.inf)
         with self._lock:
             c = self._counts
-            if error:
-                c["write_errors"] += 1
-                c["last_error"] = error
-            else:
+            if errors:
+                c["write_errors"] += len(errors)
+                c["last_error"] = errors[-1]
+            if committed:
                 c["rows_stored"] += n_rows
-                c["batches_stored"] += len(items)
+                c["batches_stored"] += sum(x.n_batches for x in stored)
                 c["commits"] += 1
                 c["last_commit_latency_s"] = time.perf_counter() - t0
-                if ts_range is not None:
-                    c["last_capture_latency_s"] = wall - ts_range[0]
-            self._processed = max(self._processed, items[-1][0])
+                if n_rows:
+                    c["last_capture_latency_s"] = wall - min_ts
+            self._processed = max(self._processed, chunks[-1].last_seq)
             self._done.notify_all()
-        if self.on_commit is not None and ts_range is not None and not error:
+        if self.on_commit is not None and n_rows:
             try:
-                self.on_commit(ts_range[1], wall, n_rows)
+                self.on_commit(float(max_ts), wall, n_rows)
             except Exception as exc:  # noqa: BLE001 - a callback must not stop the writer
                 with self._lock:
                     self._counts["last_error"] = f"on_commit: {exc!r}"
@@ -354,32 +369,20 @@ class PacketStore:
                 self._counts["last_error"] = f"retention: {exc!r}"
 
     def _retain(self, conn: sqlite3.Connection, now: float | None) -> int:
-        """Delete the oldest rows per device above ``retention_rows`` and rows older than
-        ``retention_age_s`` (relative to ``now``, default the wall clock)."""
-        if self.retention_rows is None and self.retention_age_s is None:
-            return 0
         now = time.time() if now is None else now
-        before = conn.total_changes
-        tables = [r[0] for r in conn.execute("SELECT table_name FROM devices")]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for table in tables:
-                ident = checked_table(table)
-                if self.retention_rows is not None:
-                    conn.execute(
-                        f'DELETE FROM {ident} WHERE "Index" <= (SELECT "Index" FROM {ident}'
-                        ' ORDER BY "Index" DESC LIMIT 1 OFFSET ?)',
-                        (int(self.retention_rows),),
-                    )
-                if self.retention_age_s is not None:
-                    conn.execute(
-                        f'DELETE FROM {ident} WHERE "Time" < ?', (now - self.retention_age_s,)
-                    )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        deleted = conn.total_changes - before
+        deleted = apply_retention(conn, self.retention_rows, self.retention_age_s, now)
         with self._lock:
             self._counts["retention_deleted"] += deleted
         return deleted
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(*args)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
