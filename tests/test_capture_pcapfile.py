@@ -283,6 +283,13 @@ def test_non_capture_files(tmp_path: Path, content: bytes, message: str) -> None
     assert "notacapture.bin" in str(info.value)
 
 
+def test_broken_gzip_stream(tmp_path: Path) -> None:
+    path = tmp_path / "broken.pcap.gz"
+    path.write_bytes(b"\x1f\x8b" + b"not really deflate data" * 3)
+    with pytest.raises(CaptureError, match=r"broken\.pcap\.gz at byte 0: read failed"):
+        list(read_capture(path))
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="cannot open"):
         list(read_capture(tmp_path / "nope.pcap"))

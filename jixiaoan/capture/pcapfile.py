@@ -145,6 +145,8 @@ def read_capture(
         chunks = _Chunks(fh, name, chunk_size)
         chunks.ensure(0, 4)
         head = chunks.buf[:4].tobytes()
+        if len(head) < 4 and chunks.failure:
+            raise CaptureError(name, len(head), chunks.failure)
         if len(head) == 0:
             raise CaptureError(name, 0, "empty file")
         if len(head) < 4:
