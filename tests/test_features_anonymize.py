@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -160,6 +161,27 @@ def test_snap_length_cut_inside_the_ip_header():
     out = anonymized_bytes(frames, parse_headers(frames), 64)[0]
     assert (out[22:30] == 0).all() and (out[30:] == PAD_INDEX).all()
     assert out[14] == 0x60  # version nibble kept
+
+
+def test_own_addresses_in_the_payload_are_zeroed():
+    mac = "00:0c:29:aa:bb:cc"
+    request = (
+        Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="0.0.0.0", dst="255.255.255.255")
+        / UDP(sport=68, dport=67)
+        / BOOTP(chaddr=bytes.fromhex("000c29aabbcc"), ciaddr="192.168.3.4")
+        / DHCP(options=[("message-type", "request"), "end"])
+    )
+    ack = Ether(src="00:0c:29:00:00:01", dst=mac) / IP(src="192.168.3.1", dst="192.168.3.4")
+    ack = ack / UDP(sport=67, dport=68) / BOOTP(op=2, yiaddr="192.168.3.4", chaddr=b"\x01" * 6)
+    frames, headers = batches_from_packets([request, ack])
+    out = anonymized_bytes(frames, headers, 128)
+    # BOOTP starts at 42: ciaddr at 54 (not the sender's address: kept), chaddr at 70
+    assert out[0, 54:58].tolist() == [192, 168, 3, 4]
+    assert (out[0, 70:76] == 0).all()
+    assert (out[1, 58:62] == 0).all()  # yiaddr equals the destination address
+    assert out[1, 70:76].tolist() == [1] * 6
+    assert out[1, 42] == 2  # BOOTP op untouched
 
 
 def test_empty_batch():

@@ -12,6 +12,11 @@ ESET.md section 2: an address must never be a feature. Zeroed, where captured:
 - Checksums that are functions of addresses: the IPv4 header checksum, TCP, UDP and ICMPv6
   checksums (also those of tunnelled and quoted headers), the ICMP checksum of errors.
 
+- Any further occurrence, inside the window, of the packet's own MAC or IP addresses in
+  binary form (DHCP ``chaddr``, DHCPv6 DUIDs, addresses quoted in payloads). Addresses whose
+  bytes are all equal (broadcast, unspecified) are not searched for. Addresses of other hosts
+  carried in payloads (DNS answers, text protocols) are left alone.
+
 Bytes past the captured length are ``PAD_INDEX`` (256), distinct from a real 0x00 byte.
 Everything is computed per field over the whole batch (no per-packet Python).
 """
@@ -208,6 +213,37 @@ def _nd_option_spans(spans, read: _Reader, rows: np.ndarray, at: np.ndarray, kin
         opt = np.where(opt_len > 0, opt + opt_len, -1)
 
 
+def _scrub(out: np.ndarray, pattern: np.ndarray, active: np.ndarray) -> None:
+    """Zero every occurrence of row ``i``'s byte string ``pattern[i]`` in ``out[i]``."""
+    width, size = out.shape[1], pattern.shape[1]
+    active = active & (pattern != pattern[:, :1]).any(axis=1)  # skip ff..ff, 00..00
+    if width < size or not active.any():
+        return
+    rows = np.flatnonzero(active)
+    span = width - size + 1
+    sub, pat = out[rows], pattern[rows].astype(np.uint16)
+    hit = (sub[:, :span] == pat[:, :1]) & (sub[:, 1 : span + 1] == pat[:, 1:2])
+    r, c = np.nonzero(hit)
+    for k in range(2, size):
+        keep = sub[r, c + k] == pat[r, k]
+        r, c = r[keep], c[keep]
+    if len(r):
+        cols = c[:, None] + np.arange(size)
+        out[np.repeat(rows[r], size), cols.ravel()] = 0
+
+
+def _scrub_own_addresses(out: np.ndarray, h: HeaderBatch) -> None:
+    for mac in (h.src_mac, h.dst_mac):
+        raw = mac.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 2:]
+        _scrub(out, raw, mac != 0)
+    mapped = np.zeros(12, np.uint8)
+    mapped[10:] = 0xFF
+    for ip in (h.src_ip, h.dst_ip):
+        v4 = (ip[:, :12] == mapped).all(axis=1)
+        _scrub(out, ip[:, 12:], v4)
+        _scrub(out, ip, ~v4 & ip.any(axis=1))
+
+
 def anonymized_bytes(frames: FrameBatch, headers: HeaderBatch, n_bytes: int) -> np.ndarray:
     """First ``n_bytes`` of every frame, addresses and checksums zeroed, as uint16 (n, n_bytes);
     positions past the captured length hold PAD_INDEX."""
@@ -223,4 +259,5 @@ def anonymized_bytes(frames: FrameBatch, headers: HeaderBatch, n_bytes: int) -> 
     _transport_spans(spans, read, headers)
     spans.mask_out(out)
     out[np.arange(n_bytes)[None, :] >= valid[:, None]] = PAD_INDEX
+    _scrub_own_addresses(out, headers)  # after padding: PAD_INDEX never matches a byte
     return out
