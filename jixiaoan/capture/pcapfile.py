@@ -48,7 +48,8 @@ class _Chunks:
 
     def __init__(self, fh: BinaryIO, path: str, chunk_size: int) -> None:
         self.fh, self.path, self.chunk_size = fh, path, chunk_size
-        self.buf = np.zeros(0, np.uint8)
+        self.buf = np.zeros(0, np.uint8)  # the valid part of ``store``
+        self.store = np.zeros(0, np.uint8)  # reused between reads: batches copy their frames
         self.base = 0  # stream offset of buf[0]
         self.eof = False
         self.failure = ""
@@ -60,24 +61,33 @@ class _Chunks:
         A read error (e.g. a cut gzip stream) ends the stream like EOF and is remembered in
         ``failure``; the bytes decoded before it stay available.
         """
-        keep = self.buf[pos:]
-        want = max(self.chunk_size, len(keep), at_least)
-        parts: list[bytes] = []
+        keep = len(self.buf) - pos
+        want = max(self.chunk_size, keep, at_least)
+        if len(self.store) < keep + want:
+            store = np.empty(keep + want, np.uint8)
+            store[:keep] = self.buf[pos:]
+            self.store = store
+        elif keep:
+            self.store[:keep] = self.buf[pos:]  # numpy copes with the overlap
+        view = memoryview(self.store)[keep : keep + want]  # type: ignore[arg-type]
         got = 0
         try:
             while got < want:
-                piece = self.fh.read1(want - got) if self.is_gzip else self.fh.read(want - got)
-                if not piece:
+                if self.is_gzip:
+                    piece = self.fh.read1(want - got)
+                    view[got : got + len(piece)] = piece
+                    size = len(piece)
+                else:
+                    size = self.fh.readinto(view[got:]) or 0  # type: ignore[attr-defined]
+                if not size:
                     break
-                parts.append(piece)
-                got += len(piece)
+                got += size
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             self.failure = f"read failed: {exc}"
         if got < want:
             self.eof = True
         self.base += pos
-        new = np.frombuffer(b"".join(parts), np.uint8)
-        self.buf = np.concatenate([keep, new]) if len(keep) else new
+        self.buf = self.store[: keep + got]
         return 0
 
     def end_error(self, pos: int) -> CaptureError | None:
