@@ -66,7 +66,7 @@ def grow_table(table: tuple, capacity: int) -> tuple:
     return table
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _hash(key_row):
     h = np.uint64(0)
     for q in range(key_row.shape[0]):
@@ -75,7 +75,7 @@ def _hash(key_row):
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _same(keys, s, key_row):
     same = True
     for q in range(key_row.shape[0]):
@@ -83,7 +83,7 @@ def _same(keys, s, key_row):
     return same
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _lookup(table, key_row):
     """Slot of ``key_row`` or -1 (never allocates)."""
     index, keys = table[0], table[1]
@@ -98,7 +98,7 @@ def _lookup(table, key_row):
         pos = (pos + np.uint64(1)) & mask
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _index_put(index, h, s):
     mask = np.uint64(index.shape[0] - 1)
     pos = h & mask
@@ -120,7 +120,7 @@ def rebuild_index(table):
     meta[NDEL] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _slot_for(table, key_row):
     """Slot of ``key_row``, allocating an empty one if needed; -1 when the table is full."""
     index, keys, last_t, stats, free, meta, used = table
@@ -145,13 +145,13 @@ def _slot_for(table, key_row):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _expired(w_min, lam_min, dt, eps):
     """A tracker whose slowest-decay weight, decayed over ``dt``, is <= eps holds nothing."""
     return w_min * 2.0 ** (-lam_min * dt) <= eps
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mean_var(w, ls, ss):
     if w <= 0.0:
         return 0.0, 0.0
@@ -163,7 +163,7 @@ def _mean_var(w, ls, ss):
     return m, v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _insert(stream, jitter, s, t, x, lambdas, imin, eps):
     """Decay stream slot ``s`` to ``t`` and add ``x``; with a jitter table, also add the
     inter-arrival time (not on the stream's first packet). Returns True on a first packet."""
@@ -195,7 +195,7 @@ def _insert(stream, jitter, s, t, x, lambdas, imin, eps):
     return fresh
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _write_1d(out, i, col, st, s, L):
     for j in range(L):
         w = st[s, j, W]
@@ -205,7 +205,7 @@ def _write_1d(out, i, col, st, s, L):
         out[i, col + 3 * j + 2] = math.sqrt(v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _two_sided(out, i, col, x, t, stream, s, r, pair, p, side, lambdas, imin, eps):
     """Write the 7 stats per decay of a two-sided key: own 1D stats, then magnitude, radius,
     covariance and correlation with the reverse stream ``r`` (-1 when unknown)."""
