@@ -57,7 +57,7 @@ def _null_family_ethertype(d, p):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def parse_kernel(
     data, offsets, linktype, src_mac, dst_mac, ethertype, vlan, l3_off, ip_version,
     src_ip, dst_ip, ip_proto, l4_off, sport, dport, tcp_flags, payload_off, proto, truncated,

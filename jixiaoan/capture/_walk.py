@@ -45,7 +45,7 @@ def _u16(buf, p, big):
     return np.uint32(buf[p]) | (np.uint32(buf[p + 1]) << 8)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def walk_pcap(buf, pos, big, max_caplen, frac_div, max_records, rec_start, rec_len, wire, ts):
     """Walk classic pcap records from ``pos``; returns (records found, stop position, status)."""
     end = len(buf)
@@ -69,7 +69,7 @@ def walk_pcap(buf, pos, big, max_caplen, frac_div, max_records, rec_start, rec_l
     return n, pos, FULL
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def walk_pcapng(
     buf, pos, big, if_linktype, if_supported, if_snaplen, if_div, if_offset, n_if,
     n, max_records, rec_start, rec_len, wire, ts, link, last_ts,
@@ -144,7 +144,7 @@ def walk_pcapng(
     return n, pos, FULL
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gather(buf, rec_start, rec_len, n, out, offsets):
     """Copy ``n`` records into ``out`` back to back; fill ``offsets`` (n + 1 entries)."""
     p = 0
