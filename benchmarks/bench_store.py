@@ -52,6 +52,13 @@ def bench_throughput(path: Path, batches: list) -> PacketStore:
         f" = {c.rows_stored / wall:,.0f} rows/s wall, {c.rows_stored / cpu:,.0f} rows/s per"
         f" CPU-second of the process; {c.commits} commits, dropped {c.batches_dropped}"
     )
+    busiest = max(c.convert_cpu_s, c.write_cpu_s)
+    print(
+        f"thread CPU: converter {c.convert_cpu_s:.2f} s ({c.rows_stored / c.convert_cpu_s:,.0f}"
+        f" rows/s), writer {c.write_cpu_s:.2f} s ({c.rows_stored / c.write_cpu_s:,.0f} rows/s);"
+        f" with a core each the busier thread bounds the writer at"
+        f" {c.rows_stored / busiest:,.0f} rows/s"
+    )
     return store
 
 

@@ -214,20 +214,22 @@ class StoreReader:
         """Packets and malicious share in ``(now - window_s, now]`` and in total. ``now``
         defaults to the wall clock; pass the last capture time for a replayed capture."""
         now = time.time() if now is None else float(now)
-        ident = self._table(table)
-        conn = self._conn()
-        conn.execute("BEGIN")  # one snapshot for both queries
-        try:
-            w = conn.execute(
+        name = self._name(table)
+        # one statement, so the window and the totals come from the same snapshot
+        w = (
+            self._conn()
+            .execute(
                 f'SELECT count(*), coalesce(sum("IsBad" = 1), 0),'
-                f' coalesce(sum("IsBad" IS NOT NULL), 0) FROM {ident}'
-                ' WHERE "Time" > ? AND "Time" <= ?',
-                (now - window_s, now),
-            ).fetchone()
-            total, bad, unclassified = self.counts(table)
-        finally:
-            conn.execute("COMMIT")
-        classified = total - unclassified
+                f' coalesce(sum("IsBad" IS NOT NULL), 0),'
+                " (SELECT rows_total FROM devices WHERE table_name = ?2),"
+                " (SELECT rows_malicious FROM devices WHERE table_name = ?2),"
+                " (SELECT rows_unclassified FROM devices WHERE table_name = ?2)"
+                f' FROM {checked_table(name)} WHERE "Time" > ?1 - ?3 AND "Time" <= ?1',
+                (now, name, float(window_s)),
+            )
+            .fetchone()
+        )
+        total, bad, classified = int(w[3]), int(w[4]), int(w[3]) - int(w[5])
         return Rates(
             window_s=float(window_s),
             packets=int(w[0]),

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from jixiaoan.engine.batch import ClassifiedBatch, Device
+from jixiaoan.storage.checkpoint import WalCheckpointer
 from jixiaoan.storage.devices import DeviceRegistry
 from jixiaoan.storage.reader import StoreReader
 from jixiaoan.storage.retention import apply_retention
@@ -54,6 +55,8 @@ class StoreCounters:
     retention_deleted: int = 0
     write_errors: int = 0  # failed transactions (their batches are lost, rolled back whole)
     last_error: str = ""
+    convert_cpu_s: float = 0.0  # CPU time of the converter thread (batches -> rows)
+    write_cpu_s: float = 0.0  # CPU time of the writer thread in inserts and commits
 
 
 class _Command:
@@ -246,8 +249,10 @@ class PacketStore:
                 while self._batches and (not items or packets < self.max_rows_per_commit):
                     items.append(self._batches.popleft())
                     packets += len(items[-1][1])
+            c0 = time.thread_time()
             chunk = prepare_chunk(items)
             with self._lock:
+                self._counts["convert_cpu_s"] += time.thread_time() - c0
                 self._prepared.append(chunk)
                 self._work.notify()
 
@@ -261,6 +266,7 @@ class PacketStore:
             create_base_tables(conn, storable_text(model_name))
             conn.execute("COMMIT")
             self._registry = DeviceRegistry(conn)
+            self._checkpointer = WalCheckpointer(self.path)
         except BaseException as exc:  # noqa: BLE001 - handed to the constructor
             self._init_error = exc
             self._ready.set()
@@ -302,6 +308,7 @@ class PacketStore:
             for cmd in pending:
                 cmd.error = StoreError("the store is closed")
                 cmd.done.set()
+            self._checkpointer.stop()
             conn.close()
 
     def _execute(self, conn: sqlite3.Connection, cmd: _Command) -> None:
@@ -312,7 +319,7 @@ class PacketStore:
         cmd.done.set()
 
     def _write(self, conn: sqlite3.Connection, chunks: list[PreparedChunk]) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         n_rows = 0
         errors = [c.error for c in chunks if c.error]
         committed = False
@@ -329,6 +336,7 @@ class PacketStore:
             self._registry.write_seen()
             conn.execute("COMMIT")
             committed = True
+            self._checkpointer.poke()
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -341,6 +349,7 @@ class PacketStore:
         max_ts = max((c.max_ts for c in stored), default=-np.inf)
         with self._lock:
             c = self._counts
+            c["write_cpu_s"] += time.thread_time() - c0
             if errors:
                 c["write_errors"] += len(errors)
                 c["last_error"] = errors[-1]
