@@ -272,7 +272,7 @@ def _interface_block(chunks: _Chunks, pos: int, section: _Section) -> int:
     opt, opt_end = 16, blen - 4
     while opt + 4 <= opt_end:
         code, olen = struct.unpack_from(e + "HH", body, opt)
-        if code == 0:
+        if code == 0 or opt + 4 + olen > opt_end:
             break
         value = body[opt + 4 : opt + 4 + olen]
         if code == 9 and olen >= 1:  # if_tsresol
