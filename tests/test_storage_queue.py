@@ -114,3 +114,20 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
     s.close()
     assert not s.submit(batches[0])  # closed: dropped and counted
     assert s.counters().batches_dropped == 12 - n_ok
+
+
+def test_malformed_batch_is_counted_and_skipped_whole(tmp_path):
+    rng = np.random.default_rng(10)
+    good1 = synthetic_batch(20, DEVS, 1.0, rng)
+    bad = synthetic_batch(20, DEVS, 2.0, rng)
+    bad.src_device = bad.src_device[:5]  # arrays of different lengths
+    good2 = synthetic_batch(20, DEVS, 3.0, rng)
+    with PacketStore(tmp_path / "s.db", retention_interval_s=3600) as s:
+        for b in (good1, bad, good2):
+            assert s.submit(b)
+        assert s.flush(10)
+        c = s.counters()
+        assert (c.write_errors, c.batches_stored, c.rows_stored) == (1, 2, 40)
+        assert "lengths" in c.last_error
+        times = [x.time for t in map(s.register_device, DEVS) for x in s.reader.latest(t, 100)]
+        assert len(times) == 40 and not any(2.0 <= t < 3.0 for t in times)

@@ -33,16 +33,17 @@ def apply_retention(
     ``now - retention_age_s``; one transaction; returns the number of rows deleted."""
     if retention_rows is None and retention_age_s is None:
         return 0
-    tables = [r[0] for r in conn.execute("SELECT table_name FROM devices")]
     deleted = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for table in tables:
+        tables = conn.execute("SELECT table_name, rows_total FROM devices").fetchall()
+        for table, total in tables:
             ident = checked_table(table)
-            if retention_rows is not None:
+            excess = total - int(retention_rows) if retention_rows is not None else 0
+            if excess > 0:  # walks only the rows to delete, from the oldest end
                 row = conn.execute(
-                    f'SELECT "Index" FROM {ident} ORDER BY "Index" DESC LIMIT 1 OFFSET ?',
-                    (int(retention_rows),),
+                    f'SELECT "Index" FROM {ident} ORDER BY "Index" LIMIT 1 OFFSET ?',
+                    (excess - 1,),
                 ).fetchone()
                 if row is not None:
                     deleted += _delete(conn, table, 'WHERE "Index" <= ?', (row[0],))

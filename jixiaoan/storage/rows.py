@@ -145,43 +145,79 @@ class DeviceRows:
 
 @dataclass
 class PreparedChunk:
-    """Consecutive queued batches turned into per-device rows, ready for one transaction."""
+    """Consecutive queued batches turned into per-device rows, ready for one transaction.
+    A batch that cannot be converted is left out whole and its error listed."""
 
     last_seq: int
-    n_batches: int
+    n_batches: int  # batches converted (stored when the transaction commits)
     devices: dict[DeviceKey, DeviceRows]
     min_ts: float = np.inf
     max_ts: float = -np.inf
-    error: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def check_lengths(batch: ClassifiedBatch) -> None:
+    """Raise ValueError unless every per-packet array of the batch has the same length."""
+    n = len(batch.headers)
+    arrays = {
+        "frames": len(batch.frames),
+        "src_device": len(batch.src_device),
+        "dst_device": len(batch.dst_device),
+        "is_bad": len(batch.is_bad),
+        "score": len(batch.score),
+        "attack": len(batch.attack),
+    }
+    wrong = {k: v for k, v in arrays.items() if v != n}
+    if wrong:
+        raise ValueError(f"batch of {n} headers has arrays of other lengths: {wrong}")
+
+
+def batch_device_rows(batch: ClassifiedBatch) -> list[DeviceRows]:
+    """Rows and counters of one batch per watched device (nothing when the batch is empty)."""
+    check_lengths(batch)
+    if len(batch) == 0:
+        return []
+    cols = batch_columns(batch)
+    flags_all = np.asarray(batch.is_bad, dtype=np.int64)
+    out = []
+    for dev, idx in device_row_indices(batch):
+        times, flags = cols.time[idx], flags_all[idx]
+        out.append(
+            DeviceRows(
+                device=batch.devices[dev],
+                rows=cols.rows(idx),
+                first=float(times.min()),
+                last=float(times.max()),
+                total=len(idx),
+                malicious=int((flags > 0).sum()),
+                unclassified=int((flags < 0).sum()),
+            )
+        )
+    return out
 
 
 def prepare_chunk(items: list[tuple[int, ClassifiedBatch]]) -> PreparedChunk:
-    """Convert ``(sequence number, batch)`` pairs; a batch that cannot be converted makes the
-    chunk carry an error and no rows (the whole chunk is then counted as failed)."""
-    chunk = PreparedChunk(last_seq=items[-1][0], n_batches=len(items), devices={})
-    try:
-        for _, batch in items:
-            if len(batch) == 0:
-                continue
-            cols = batch_columns(batch)
-            bad_flag = np.asarray(batch.is_bad, dtype=np.int64)
-            for dev, idx in device_row_indices(batch):
-                device = batch.devices[dev]
-                key = (device.mac, device.ip, device.name, device.vendor)
-                acc = chunk.devices.get(key)
-                if acc is None:
-                    acc = chunk.devices[key] = DeviceRows(device)
-                acc.rows.extend(cols.rows(idx))
-                times = cols.time[idx]
-                acc.first = min(acc.first, float(times.min()))
-                acc.last = max(acc.last, float(times.max()))
-                flags = bad_flag[idx]
-                acc.total += len(idx)
-                acc.malicious += int((flags > 0).sum())
-                acc.unclassified += int((flags < 0).sum())
-                chunk.min_ts = min(chunk.min_ts, acc.first)
-                chunk.max_ts = max(chunk.max_ts, acc.last)
-    except Exception as exc:  # noqa: BLE001 - a malformed batch must not stop the store
-        chunk.devices = {}
-        chunk.error = f"cannot convert batch: {exc!r}"
+    """Convert ``(sequence number, batch)`` pairs into per-device rows."""
+    chunk = PreparedChunk(last_seq=items[-1][0], n_batches=0, devices={})
+    for _, batch in items:
+        try:
+            parts = batch_device_rows(batch)
+        except Exception as exc:  # noqa: BLE001 - a malformed batch must not stop the store
+            chunk.errors.append(f"cannot convert batch: {exc!r}")
+            continue
+        chunk.n_batches += 1
+        for part in parts:
+            d = part.device
+            key = (d.mac, d.ip, d.name, d.vendor)
+            acc = chunk.devices.get(key)
+            if acc is None:
+                chunk.devices[key] = part
+            else:
+                acc.rows.extend(part.rows)
+                acc.first, acc.last = min(acc.first, part.first), max(acc.last, part.last)
+                acc.total += part.total
+                acc.malicious += part.malicious
+                acc.unclassified += part.unclassified
+            chunk.min_ts = min(chunk.min_ts, part.first)
+            chunk.max_ts = max(chunk.max_ts, part.last)
     return chunk

@@ -53,7 +53,7 @@ class StoreCounters:
     last_commit_latency_s: float = 0.0  # wall time to build, insert and commit the last drain
     last_capture_latency_s: float = 0.0  # last commit time minus the oldest capture time in it
     retention_deleted: int = 0
-    write_errors: int = 0  # failed transactions (their batches are lost, rolled back whole)
+    write_errors: int = 0  # failed transactions (rolled back whole) + unconvertible batches
     last_error: str = ""
     convert_cpu_s: float = 0.0  # CPU time of the converter thread (batches -> rows)
     write_cpu_s: float = 0.0  # CPU time of the writer thread in inserts and commits
@@ -268,6 +268,8 @@ class PacketStore:
             self._registry = DeviceRegistry(conn)
             self._checkpointer = WalCheckpointer(self.path)
         except BaseException as exc:  # noqa: BLE001 - handed to the constructor
+            if "conn" in locals():
+                conn.close()
             self._init_error = exc
             self._ready.set()
             return
@@ -321,7 +323,7 @@ class PacketStore:
     def _write(self, conn: sqlite3.Connection, chunks: list[PreparedChunk]) -> None:
         t0, c0 = time.perf_counter(), time.thread_time()
         n_rows = 0
-        errors = [c.error for c in chunks if c.error]
+        errors = [e for c in chunks for e in c.errors]
         committed = False
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -337,14 +339,14 @@ class PacketStore:
             conn.execute("COMMIT")
             committed = True
             self._checkpointer.poke()
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - counted; the store keeps running
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._registry.forget()
             errors.append(repr(exc))
             n_rows = 0
         wall = time.time()
-        stored = [c for c in chunks if not c.error] if committed else []
+        stored = chunks if committed else []
         min_ts = min((c.min_ts for c in stored), default=np.inf)
         max_ts = max((c.max_ts for c in stored), default=-np.inf)
         with self._lock:
