@@ -1,8 +1,11 @@
 """Per-device SQLite packet store (stdlib ``sqlite3``).
 
 ``writer.PacketStore`` owns one writer thread and one connection (WAL, synchronous=NORMAL) and
-takes ``ClassifiedBatch``es through a bounded, never-blocking queue; ``reader.StoreReader`` gives
-other threads read-only access (``PacketStore.reader`` is one). Schema (``schema``):
+takes ``ClassifiedBatch``es through a bounded, never-blocking queue; a converter thread turns
+batches into rows (``rows``) and a checkpoint thread keeps WAL checkpoints off the writer
+(``checkpoint``). ``reader.StoreReader`` gives other threads read-only access
+(``PacketStore.reader`` is one). ``synthetic`` makes batches for tests and benchmarks.
+Schema (``schema``):
 
 - one table per watched device, ``dev_<12 hex of sha256(mac|ip)>``: ``Index`` INTEGER PRIMARY
   KEY, ``Time`` REAL (capture time), ``SourceAddr``/``DestAddr`` TEXT (IP, else MAC),
