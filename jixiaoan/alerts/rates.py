@@ -33,6 +33,9 @@ from jixiaoan.engine.batch import ClassifiedBatch, Device
 
 UNKNOWN_FAMILY = "unknown"  # malicious packets without an attack class
 _NO_BUCKET = np.iinfo(np.int64).min
+_MIX = np.array(  # odd 64-bit multipliers for the peer-row hash
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93], np.uint64
+)
 
 
 @dataclass(frozen=True)
@@ -123,22 +126,32 @@ def _stack(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
     return np.concatenate([r for r, _ in chunks]), np.concatenate([c for _, c in chunks])
 
 
-def _merge(rows: np.ndarray, counts: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the counts of equal peer rows and keep the ``cap`` largest per device (the first
-    8 bytes of a row), most frequent first; ties go to the lower address."""
-    rows = np.ascontiguousarray(rows, np.uint8)
-    width = rows.shape[1]
-    keys, inverse = np.unique(rows.view(f"V{width}").ravel(), return_inverse=True)
-    sums = np.bincount(inverse.ravel(), weights=counts, minlength=len(keys)).astype(np.int64)
-    key_rows = keys.view(np.uint8).reshape(len(keys), width)
-    dev = key_rows[:, :8].copy().view(">i8").ravel()
-    order = np.lexsort((-sums, dev))  # stable: equal counts keep address order
-    key_rows, sums, dev = key_rows[order], sums[order], dev[order]
-    starts = np.ones(len(dev), bool)
-    starts[1:] = dev[1:] != dev[:-1]
-    rank = np.arange(len(dev)) - np.flatnonzero(starts)[np.cumsum(starts) - 1]
+def _merge(words: np.ndarray, counts: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the counts of equal peer rows and keep the ``cap`` largest per device (column 0),
+    most frequent first (ties in a fixed, arbitrary order).
+
+    A row is four uint64 words: device, peer IP (2 words), peer MAC. Equal rows are found by
+    sorting a 64-bit hash of the row; a hash collision (odds about n^2 / 2^64 per call) would
+    merge two peers' counts, which only blurs a top-peers list."""
+    if len(words) == 0:
+        return words, counts
+    mixed = (words * _MIX).sum(axis=1, dtype=np.uint64)
+    mixed ^= mixed >> np.uint64(29)
+    order = np.argsort(mixed, kind="stable")
+    hashes = mixed[order]
+    first = np.ones(len(hashes), bool)
+    first[1:] = hashes[1:] != hashes[:-1]
+    starts = np.flatnonzero(first)
+    sums = np.add.reduceat(counts[order], starts).astype(np.int64)
+    keys = words[order[starts]]
+    dev = keys[:, 0]
+    by_device = np.lexsort((-sums, dev))  # stable: equal counts keep their order
+    keys, sums, dev = keys[by_device], sums[by_device], dev[by_device]
+    first = np.ones(len(dev), bool)
+    first[1:] = dev[1:] != dev[:-1]
+    rank = np.arange(len(dev)) - np.flatnonzero(first)[np.cumsum(first) - 1]
     keep = rank < cap
-    return key_rows[keep], sums[keep]
+    return keys[keep], sums[keep]
 
 
 def _share(bad: np.ndarray, classified: np.ndarray) -> np.ndarray:
@@ -183,7 +196,7 @@ class RateTracker:
         self._slot_bucket = np.full(nb, _NO_BUCKET, np.int64)
         self._counts = np.zeros((3, nb, self._n), np.int64)  # packets, classified, malicious
         self._fam = np.zeros((nb, self._n, len(self.families)), np.int64)
-        # per bucket: chunks of (rows, counts); a row is device (8 bytes) + peer IP + peer MAC
+        # per bucket: chunks of (rows, counts); a row is 4 words: device, peer IP (2), peer MAC
         self._peers: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(nb)]
         self._totals = np.zeros((3, self._n), np.int64)
         self._now_bucket = _NO_BUCKET
@@ -292,20 +305,18 @@ class RateTracker:
     def _count_peers(self, batch, pkt, slot, dev, is_src_side) -> None:
         """Add the other endpoint of each malicious attribution to the peer table."""
         h = batch.headers
-        ip = np.where(is_src_side[:, None], h.dst_ip[pkt], h.src_ip[pkt]).astype(np.uint8)
-        mac = np.where(is_src_side, h.dst_mac[pkt], h.src_mac[pkt]).astype(">u8")
-        rows = np.concatenate(
-            [dev.astype(">i8")[:, None].view(np.uint8), ip, mac[:, None].view(np.uint8)], axis=1
-        )
+        ip = np.where(is_src_side[:, None], h.dst_ip[pkt], h.src_ip[pkt])
+        words = np.empty((len(pkt), 4), np.uint64)
+        words[:, 0] = dev
+        words[:, 1:3] = np.ascontiguousarray(ip, np.uint8).view(">u8")
+        words[:, 3] = np.where(is_src_side, h.dst_mac[pkt], h.src_mac[pkt])
+        ones = np.ones(len(pkt), np.int64)
         for s in np.unique(slot):  # the few buckets this batch spans
             mine = slot == s
             chunks = self._peers[s]
-            chunks.append(
-                _merge(rows[mine], np.ones(int(mine.sum()), np.int64), self.peers_per_batch)
-            )
+            chunks.append(_merge(words[mine], ones[mine], self.peers_per_batch))
             if len(chunks) > 8:  # compact: one chunk, a bounded number of peers per device
-                merged = _merge(*_stack(chunks), 8 * self.peers_per_batch)
-                self._peers[s] = [merged]
+                self._peers[s] = [_merge(*_stack(chunks), 8 * self.peers_per_batch)]
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -355,15 +366,16 @@ class RateTracker:
             chunks = [c for i in np.flatnonzero(live) for c in self._peers[i]]
             if not chunks:
                 return []
-            rows, counts = _stack(chunks)
-            mine = rows[:, :8].copy().view(">i8").ravel() == device
+            words, counts = _stack(chunks)
+            mine = words[:, 0] == device
             if not mine.any():
                 return []
-            rows, counts = _merge(rows[mine], counts[mine], k)
+            words, counts = _merge(words[mine], counts[mine], k)
             out = []
-            for row, count in zip(rows, counts):
-                mac = int.from_bytes(row[24:32].tobytes(), "big")
-                out.append(Peer(ip_to_str(row[8:24]), mac_to_str(mac) if mac else "", int(count)))
+            for row, count in zip(words, counts):
+                ip = row[1:3].astype(">u8").tobytes()
+                mac = int(row[3])
+                out.append(Peer(ip_to_str(ip), mac_to_str(mac) if mac else "", int(count)))
             return out
 
     def device_info(self, device: int) -> Device:
