@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -62,6 +63,9 @@ def test_crossing_the_threshold_fires_once_with_the_details():
     assert e.top_peers[0].ip == "203.0.113.66" and e.top_peers[0].packets == 60
     assert e.window_s == 5.0 and e.time == pytest.approx(1005.9)
     assert "camera" in e.summary() and "60%" in e.summary()
+    d = json.loads(json.dumps(e.as_dict()))
+    assert d["device"]["mac"] == "02:00:00:00:00:01" and d["top_families"] == [["mirai", 60]]
+    assert d["top_peers"][0]["ip"] == "203.0.113.66" and d["window_packets"] == 100
     assert m.alerts_fired == 1
 
 

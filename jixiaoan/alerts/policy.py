@@ -72,6 +72,24 @@ class AlertEvent:
         """The alert time as ISO 8601 UTC text."""
         return datetime.fromtimestamp(self.time, UTC).isoformat(timespec="seconds")
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (logs, ``--json`` output, storage)."""
+        d = self.device
+        return {
+            "time": self.time,
+            "when": self.when,
+            "device_index": self.device_index,
+            "device": {"name": d.name, "ip": d.ip, "mac": d.mac, "vendor": d.vendor},
+            "window_s": self.window_s,
+            "window_share": self.window_share,
+            "total_share": self.total_share,
+            "window_packets": self.window_packets,
+            "window_malicious": self.window_malicious,
+            "total_packets": self.total_packets,
+            "top_families": [[name, count] for name, count in self.top_families],
+            "top_peers": [{"ip": p.ip, "mac": p.mac, "packets": p.packets} for p in self.top_peers],
+        }
+
     def summary(self) -> str:
         """One line for a popup title, a log or the command line."""
         families = ", ".join(name for name, _ in self.top_families) or "unknown"
