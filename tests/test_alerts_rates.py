@@ -146,3 +146,12 @@ def test_device_list_grows_and_device_info_follows_the_engine():
     t.observe(scripted_batch([], [], [], []))
     t.reset()
     assert t.snapshot().total_packets.tolist() == [0, 0]
+
+
+def test_one_bogus_future_timestamp_does_not_flush_the_window():
+    t = RateTracker(n_devices=1, window_s=5)
+    t.observe(scripted_batch([100.0, 100.5], [0, 0], [-1, -1], [1, 1]))
+    t.observe(scripted_batch([101.0, 101.1, 4e9, 101.2], [0] * 4, [-1] * 4, [1, 0, 0, 0]))
+    s = t.snapshot()
+    assert s.now == 101.2 and (s.window_classified[0], s.window_malicious[0]) == (5, 3)
+    assert s.total_classified[0] == 6

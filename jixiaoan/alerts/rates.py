@@ -17,7 +17,8 @@ How packets count:
 Time is the packets' capture time (``headers.ts``), cut into buckets of ``bucket_s`` seconds;
 the window is the last ``ceil(window_s / bucket_s)`` buckets up to "now", which is the latest
 capture time seen unless the caller passes a later clock. Packets older than the window when
-they arrive count in the totals only.
+they arrive count in the totals only, and so does a packet stamped more than an hour (or a
+window) after its batch's median time: one bogus clock value must not empty the window.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 from jixiaoan.capture.batch import ip_to_str, mac_to_str
 from jixiaoan.engine.batch import ClassifiedBatch, Device
 
+FUTURE_TOLERANCE_S = 3600.0  # see the module docstring
 UNKNOWN_FAMILY = "unknown"  # malicious packets without an attack class
 _NO_BUCKET = np.iinfo(np.int64).min
 _MIX = np.array(  # odd 64-bit multipliers for the peer-row hash
@@ -276,13 +278,15 @@ class RateTracker:
             self._totals[2] += np.bincount(dev[malicious], minlength=n)
 
             ts = np.asarray(batch.headers.ts, np.float64)[pkt]
+            # a stray timestamp far ahead of its batch must not flush the window: totals only
+            sane = ts <= np.median(ts) + max(self.window_s, FUTURE_TOLERANCE_S)
             bucket = np.floor(ts / self.bucket_s).astype(np.int64)
-            self.now = max(self.now, float(ts.max()))
-            self._advance(int(bucket.max()))
+            self.now = max(self.now, float(ts[sane].max()))
+            self._advance(int(bucket[sane].max()))
             if self._first_bucket == _NO_BUCKET:
                 self._first_bucket = int(bucket.min())
             slot = bucket % self.n_buckets
-            live = self._slot_bucket[slot] == bucket  # older than the window: totals only
+            live = sane & (self._slot_bucket[slot] == bucket)  # older than the window: totals
             cell = slot * n + dev
             size = self.n_buckets * n
             for k, mask in enumerate((live, live & classified, live & malicious)):
