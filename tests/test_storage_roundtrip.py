@@ -78,8 +78,10 @@ def test_unclassified_rows_are_null_and_can_be_set_later(store):
     assert all(x.is_bad is None and x.score is None and x.attack is None for x in rows)
     assert store.reader.counts(cam) == (4, 0, 4)
     idx = [rows[0].index, rows[1].index, rows[2].index]
-    n = store.set_verdicts(cam, idx, [1, 0, -1], ["scan", None, None], [0.9, 0.1, np.nan])
-    assert n == 3
+    n = store.set_verdicts(
+        cam, [*idx, 9999], [1, 0, -1, 1], ["scan", None, None, "x"], [0.9, 0.1, np.nan, 1.0]
+    )
+    assert n == 3  # 9999 is not a row
     got = {x.index: x for x in store.reader.latest(cam, 10)}
     assert (got[idx[0]].is_bad, got[idx[0]].attack, got[idx[0]].score) == (1, "scan", 0.9)
     assert (got[idx[1]].is_bad, got[idx[1]].attack, got[idx[1]].score) == (0, None, 0.1)
@@ -122,7 +124,8 @@ def test_read_api_since_rates_between_devices(store):
 
 
 def test_reopen_keeps_rows_and_readers_work_after_close(tmp_path):
-    path = tmp_path / "s.db"
+    (tmp_path / "odd dir #1 ?x=%20").mkdir()
+    path = tmp_path / "odd dir #1 ?x=%20" / "s.db"  # the read-only URI must quote all this
     with PacketStore(path, model_name="eset-v1") as s:
         s.submit(explicit_batch(True)[0])
         s.flush(10)

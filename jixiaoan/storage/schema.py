@@ -145,16 +145,6 @@ def count_rows(conn: sqlite3.Connection, table: str, where: str = "", args: tupl
     return tuple(int(x) for x in conn.execute(sql, args).fetchone())
 
 
-def recount(conn: sqlite3.Connection, table: str) -> None:
-    """Recompute the row counters of a device from its table (after bulk verdict updates)."""
-    total, bad, unclassified = count_rows(conn, table)
-    conn.execute(
-        "UPDATE devices SET rows_total = ?, rows_malicious = ?, rows_unclassified = ?"
-        " WHERE table_name = ?",
-        (total, bad, unclassified, table),
-    )
-
-
 def insert_sql(table: str) -> str:
     """INSERT statement for one device table (Index assigned by SQLite)."""
     cols = ", ".join(quote_ident(c) for c in PACKET_COLUMNS[1:])

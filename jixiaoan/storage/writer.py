@@ -32,12 +32,13 @@ from jixiaoan.storage.schema import (
     checked_table,
     create_base_tables,
     insert_sql,
-    recount,
     storable_text,
 )
+from jixiaoan.storage.verdicts import update_verdicts, verdict_rows
 
 OnCommit = Callable[[float, float, int], None]
-"""``on_commit(max_capture_ts, commit_wall_time, rows)``, called on the writer thread."""
+"""``on_commit(max_capture_ts, commit_wall_time, rows)``, called on the writer thread after each
+commit that stored rows; it must be quick and must not call the store's write methods."""
 
 
 @dataclass(frozen=True)
@@ -183,29 +184,11 @@ class PacketStore:
     ) -> int:
         """Bulk-set verdicts of rows ``index`` (is_bad -1 = NULL, NaN score = NULL, attack None
         = NULL). Returns the number of rows updated."""
-        ident = checked_table(table)
-        idx = np.asarray(index, dtype=np.int64)
-        bad = np.asarray(is_bad, dtype=np.int64)
-        bad_col = np.where(bad < 0, None, (bad > 0).astype(np.int64)).astype(object).tolist()
-        att = [None] * len(idx) if attack is None else list(attack)
-        att = [None if a is None else storable_text(str(a)) for a in att]
-        sc = np.full(len(idx), np.nan) if score is None else np.asarray(score, dtype=np.float64)
-        score_col = np.where(np.isnan(sc), None, sc).astype(object).tolist()
-        if not (len(idx) == len(bad_col) == len(att) == len(score_col)):
-            raise ValueError("set_verdicts: index, is_bad, attack and score differ in length")
-        rows = list(zip(bad_col, att, score_col, idx.tolist()))
-        sql = f'UPDATE {ident} SET "IsBad" = ?, "Attack" = ?, "Score" = ? WHERE "Index" = ?'
-
-        def update(conn: sqlite3.Connection) -> int:
-            if not conn.execute("SELECT 1 FROM devices WHERE table_name = ?", (table,)).fetchone():
-                raise StoreError(f"no device table {table!r} in the store")
-            before = conn.total_changes
-            conn.executemany(sql, rows)
-            changed = conn.total_changes - before
-            recount(conn, table)
-            return changed
-
-        return self._call(lambda conn: _in_transaction(conn, update, conn), timeout)
+        checked_table(table)
+        rows = verdict_rows(index, is_bad, attack, score)
+        return self._call(
+            lambda conn: _in_transaction(conn, update_verdicts, conn, table, rows), timeout
+        )
 
     def set_model_name(self, name: str, timeout: float | None = 30.0) -> None:
         """Record the name of the model whose verdicts are stored."""
