@@ -24,6 +24,7 @@ Everything is computed per field over the whole batch (no per-packet Python).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from jixiaoan.capture import batch as cb
 from jixiaoan.capture.batch import FrameBatch, HeaderBatch
@@ -77,6 +78,7 @@ class _Spans:
         self.parts.append(flat[ok])
 
     def mask_out(self, out: np.ndarray) -> None:
+        """Zero the collected positions of ``out`` (n, width)."""
         if self.parts:
             out.reshape(-1)[np.concatenate(self.parts)] = 0
 
@@ -213,51 +215,71 @@ def _nd_option_spans(spans, read: _Reader, rows: np.ndarray, at: np.ndarray, kin
         opt = np.where(opt_len > 0, opt + opt_len, -1)
 
 
-def _scrub(out: np.ndarray, pattern: np.ndarray, active: np.ndarray) -> None:
-    """Zero every occurrence of row ``i``'s byte string ``pattern[i]`` in ``out[i]``."""
-    width, size = out.shape[1], pattern.shape[1]
-    active = active & (pattern != pattern[:, :1]).any(axis=1)  # skip ff..ff, 00..00
-    if width < size or not active.any():
-        return
-    rows = np.flatnonzero(active)
-    span = width - size + 1
-    sub, pat = out[rows], pattern[rows].astype(np.uint16)
-    hit = (sub[:, :span] == pat[:, :1]) & (sub[:, 1 : span + 1] == pat[:, 1:2])
-    r, c = np.nonzero(hit)
-    for k in range(2, size):
-        keep = sub[r, c + k] == pat[r, k]
-        r, c = r[keep], c[keep]
-    if len(r):
-        cols = c[:, None] + np.arange(size)
-        out[np.repeat(rows[r], size), cols.ravel()] = 0
+@njit(cache=True, nogil=True)
+def _scrub_kernel(head, valid, src_mac, dst_mac, src_ip, dst_ip):  # pragma: no cover - compiled
+    """Zero, in row i of ``head``, every occurrence of packet i's own MAC and IP addresses
+    (IPv4 as its 4 bytes); byte strings that are all one value (00..00, ff..ff) are skipped."""
+    pattern = np.zeros(16, np.uint8)
+    for i in range(head.shape[0]):
+        for j in range(4):
+            if j < 2:
+                mac = src_mac[i] if j == 0 else dst_mac[i]
+                size = 6
+                for b in range(6):
+                    pattern[b] = (mac >> np.uint64(8 * (5 - b))) & np.uint64(0xFF)
+            else:
+                ip = src_ip[i] if j == 2 else dst_ip[i]
+                mapped = ip[10] == 0xFF and ip[11] == 0xFF
+                for b in range(10):
+                    mapped = mapped and ip[b] == 0
+                size = 4 if mapped else 16
+                for b in range(size):
+                    pattern[b] = ip[12 + b] if mapped else ip[b]
+            uniform = True
+            for b in range(1, size):
+                uniform = uniform and pattern[b] == pattern[0]
+            if uniform:
+                continue
+            lead = pattern[0]
+            for c in range(valid[i] - size + 1):
+                if head[i, c] != lead:
+                    continue
+                same = True
+                for b in range(1, size):
+                    if head[i, c + b] != pattern[b]:
+                        same = False
+                        break
+                if same:
+                    for b in range(size):
+                        head[i, c + b] = 0
 
 
-def _scrub_own_addresses(out: np.ndarray, h: HeaderBatch) -> None:
-    for mac in (h.src_mac, h.dst_mac):
-        raw = mac.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 2:]
-        _scrub(out, raw, mac != 0)
-    mapped = np.zeros(12, np.uint8)
-    mapped[10:] = 0xFF
-    for ip in (h.src_ip, h.dst_ip):
-        v4 = (ip[:, :12] == mapped).all(axis=1)
-        _scrub(out, ip[:, 12:], v4)
-        _scrub(out, ip, ~v4 & ip.any(axis=1))
+def _head(frames: FrameBatch, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """First ``width`` bytes of every frame (n, width) uint8, zero padded, and the valid
+    count per row (as FrameBatch.head_matrix, but gathering whole rows at once)."""
+    padded = np.concatenate((frames.data[frames.offsets[0] :], np.zeros(width, np.uint8)))
+    rows = np.lib.stride_tricks.sliding_window_view(padded, width)
+    head = rows[frames.offsets[:-1] - frames.offsets[0]]
+    valid = np.minimum(frames.caplen, width)
+    head[np.arange(width)[None, :] >= valid[:, None]] = 0
+    return head, valid
 
 
 def anonymized_bytes(frames: FrameBatch, headers: HeaderBatch, n_bytes: int) -> np.ndarray:
     """First ``n_bytes`` of every frame, addresses and checksums zeroed, as uint16 (n, n_bytes);
     positions past the captured length hold PAD_INDEX."""
     n = len(frames)
-    head, valid = frames.head_matrix(n_bytes)
-    out = head.astype(np.uint16)
     if n == 0:
-        return out
+        return np.zeros((0, n_bytes), np.uint16)
+    head, valid = _head(frames, n_bytes)
     read = _Reader(frames)
     spans = _Spans(n, n_bytes)
     _link_spans(spans, headers)
     _network_spans(spans, read, headers)
     _transport_spans(spans, read, headers)
-    spans.mask_out(out)
+    spans.mask_out(head)
+    h = headers
+    _scrub_kernel(head, valid.astype(np.int64), h.src_mac, h.dst_mac, h.src_ip, h.dst_ip)
+    out = head.astype(np.uint16)
     out[np.arange(n_bytes)[None, :] >= valid[:, None]] = PAD_INDEX
-    _scrub_own_addresses(out, headers)  # after padding: PAD_INDEX never matches a byte
     return out
