@@ -6,6 +6,8 @@ import sqlite3
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jixiaoan.engine.batch import Device
 from jixiaoan.storage.schema import TABLE_NAME_PATTERN
@@ -85,3 +87,14 @@ def test_lone_surrogate_name_is_stored_replaced(store):
     table = store.register_device(Device(mac="aa:00:00:00:00:09", name="bad\udcffname"))
     (info,) = [d for d in store.reader.devices() if d.table_name == table]
     assert info.name == "bad\ufffdname"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=st.text(st.characters(blacklist_categories=("Cs",)), max_size=400))
+def test_any_name_round_trips_exactly(store, name):
+    table = store.register_device(Device(mac="02:00:00:00:00:77", name=name or "x"))
+    assert TABLE_NAME_PATTERN.fullmatch(table)
+    (info,) = [d for d in store.reader.devices() if d.table_name == table]
+    assert info.name == (name or "x")
