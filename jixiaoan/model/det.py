@@ -1,0 +1,222 @@
+"""DET, ESeT's dual-feature encoded transformer (ESET.md section 3), as a causal banded model.
+
+A packet is one token. Token ``i`` of a session attends to itself and the ``window - 1``
+packets of its session before it (banded causal attention), so a token's layer outputs never
+change once computed: streaming inference caches each session's recent keys/values per layer
+(see ``det_stream``), and offline/training code runs the same layers on flat token arrays with a
+neighbour index (``neighbour_index``), without padding sessions to a common length.
+
+Token = byte embedding (table ``E`` then a linear projection of the flattened ``Nb x Ne``
+matrix, or the equivalent per-position lookup table) + positional embedding of the packet's
+position in its session (clipped) + ``alpha * g(W_FD)``, the frequency-domain weight
+``W_FD = (norm(F) * mask) . V`` fused by a weighted residual, ``g(w) = tanh(w * a + b)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as nnf
+
+from jixiaoan.features.batch import PAD_INDEX
+
+N_BYTE_VALUES = PAD_INDEX + 1  # 256 byte values + padding
+
+
+@dataclass
+class DETConfig:
+    """DET hyper-parameters; defaults follow ESET.md."""
+
+    n_bytes: int = 64  # Nb
+    n_embed: int = 16  # Ne
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    window: int = 8  # Np: a token sees itself and window - 1 earlier packets of its session
+    d_ff: int = 128
+    dropout: float = 0.1
+    n_freq: int = 9  # K
+    n_classes: int = 2
+    freq_mask: tuple[float, ...] | None = None  # 0/1 per frequency bin; None = all ones
+    max_pos: int = 32  # positions >= max_pos share the last positional embedding
+
+    @property
+    def context(self) -> int:
+        """Earlier packets of a session that can influence a token's output."""
+        return self.n_layers * (self.window - 1)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        d = asdict(self)
+        if d["freq_mask"] is not None:
+            d["freq_mask"] = list(d["freq_mask"])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DETConfig:
+        """Inverse of to_dict; unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        if kw.get("freq_mask") is not None:
+            kw["freq_mask"] = tuple(float(x) for x in kw["freq_mask"])
+        return cls(**kw)
+
+
+class BandLayer(nn.Module):
+    """Post-norm transformer layer whose attention runs over gathered neighbour keys/values."""
+
+    def __init__(self, cfg: DETConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.norm1 = nn.LayerNorm(d)
+        self.ff1 = nn.Linear(d, cfg.d_ff)
+        self.ff2 = nn.Linear(cfg.d_ff, d)
+        self.norm2 = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (scaled), keys and values of tokens ``x`` (n, d)."""
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        d_head = x.shape[-1] // self.n_heads
+        return q * (1.0 / math.sqrt(d_head)), k, v
+
+    def attend(
+        self, q: torch.Tensor, k_nb: torch.Tensor, v_nb: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """Attention of each query (n, d) over its neighbours (n, W, d); ``valid`` (n, W) bool."""
+        n, w, d = k_nb.shape
+        h = self.n_heads
+        scores = (q.view(n, 1, h, d // h) * k_nb.view(n, w, h, d // h)).sum(-1)  # (n, W, h)
+        scores = scores.masked_fill(~valid.unsqueeze(-1), float("-inf"))
+        attn = self.drop(torch.softmax(scores, dim=1))
+        return (attn.unsqueeze(-1) * v_nb.view(n, w, h, d // h)).sum(1).reshape(n, d)
+
+    def finish(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Output projection, residual + norm, feed-forward, residual + norm."""
+        x = self.norm1(x + self.drop(self.out(a)))
+        return self.norm2(x + self.drop(self.ff2(self.drop(nnf.relu(self.ff1(x))))))
+
+
+class DET(nn.Module):
+    """Dual-feature encoded transformer over flat packet tokens (see module docstring)."""
+
+    def __init__(self, cfg: DETConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.byte_table = nn.Parameter(torch.randn(N_BYTE_VALUES, cfg.n_embed))
+        self.byte_proj = nn.Linear(cfg.n_bytes * cfg.n_embed, d)
+        self.pos_embed = nn.Parameter(torch.randn(cfg.max_pos, d) * 0.02)
+        self.freq_weight = nn.Parameter(torch.randn(cfg.n_freq) / math.sqrt(cfg.n_freq))
+        self.freq_a = nn.Parameter(torch.randn(d) * 0.5)
+        self.freq_b = nn.Parameter(torch.zeros(d))
+        self.alpha = nn.Parameter(torch.tensor(1.0))
+        mask = cfg.freq_mask if cfg.freq_mask is not None else (1.0,) * cfg.n_freq
+        if len(mask) != cfg.n_freq:
+            raise ValueError(f"freq_mask has {len(mask)} bins, n_freq is {cfg.n_freq}")
+        self.register_buffer("freq_mask", torch.tensor(mask, dtype=torch.float32))
+        self.register_buffer("freq_mean", torch.zeros(cfg.n_freq))
+        self.register_buffer("freq_scale", torch.ones(cfg.n_freq))
+        self.register_buffer("freq_fitted", torch.tensor(False))
+        self.layers = nn.ModuleList(BandLayer(cfg) for _ in range(cfg.n_layers))
+        self.head = nn.Linear(d, cfg.n_classes)
+
+    # ----- input encoding -------------------------------------------------------------------
+
+    def fit_freq_scale(self, freq: np.ndarray) -> None:
+        """Fix the frequency normalisation (per-bin mean and std) from training features."""
+        f = np.nan_to_num(np.asarray(freq, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        std = f.std(axis=0) if len(f) else np.ones(self.cfg.n_freq)
+        self.freq_mean.copy_(torch.from_numpy(f.mean(axis=0) if len(f) else std * 0))
+        self.freq_scale.copy_(torch.from_numpy(1.0 / np.maximum(std, 1e-3)))
+        self.freq_fitted.fill_(True)
+
+    def embed_bytes(self, byte_idx: torch.Tensor) -> torch.Tensor:
+        """Plain form: table ``E`` then projection of the flattened ``Nb x Ne`` matrix."""
+        e = nnf.embedding(byte_idx.long(), self.byte_table)  # (n, Nb, Ne)
+        return self.byte_proj(e.reshape(len(byte_idx), -1))
+
+    def lookup_table(self) -> torch.Tensor:
+        """``T[p, b] = E[b] @ W_p^T``, flattened to (Nb * 257, d): the projection folded in."""
+        cfg = self.cfg
+        w = self.byte_proj.weight.view(cfg.d_model, cfg.n_bytes, cfg.n_embed)
+        return torch.einsum("be,dpe->pbd", self.byte_table, w).reshape(-1, cfg.d_model)
+
+    def embed_bytes_table(self, byte_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Table form of ``embed_bytes``: sum over positions of ``T[p, byte]`` (embedding bag)."""
+        offsets = torch.arange(self.cfg.n_bytes, dtype=torch.long) * N_BYTE_VALUES
+        flat = byte_idx.long() + offsets
+        return nnf.embedding_bag(flat, table, mode="sum") + self.byte_proj.bias
+
+    def fuse(self, tokens: torch.Tensor, freq: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Add positional embedding and the frequency-domain weighted residual."""
+        f = torch.nan_to_num(freq.float(), nan=0.0, posinf=0.0, neginf=0.0)
+        f = (f - self.freq_mean) * self.freq_scale * self.freq_mask
+        w_fd = (f @ self.freq_weight).unsqueeze(-1)  # (n, 1)
+        g = torch.tanh(w_fd * self.freq_a + self.freq_b)
+        p = self.pos_embed[pos.long().clamp(0, self.cfg.max_pos - 1)]
+        return tokens + p + self.alpha * g
+
+    # ----- encoder over flat tokens ---------------------------------------------------------
+
+    def forward(
+        self,
+        byte_idx: torch.Tensor,
+        freq: torch.Tensor,
+        pos: torch.Tensor,
+        nbr: torch.Tensor,
+        table: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Class logits (n, C) of flat tokens.
+
+        ``nbr`` (n, window) long: row ``i`` lists the token indices that token ``i`` attends to
+        (its session's previous ``window - 1`` tokens, then ``i`` itself last), -1 where none.
+        ``table``: a precomputed ``lookup_table()`` to embed bytes by lookup (inference).
+        """
+        x = self.embed_bytes(byte_idx) if table is None else self.embed_bytes_table(byte_idx, table)
+        x = self.fuse(x, freq, pos)
+        valid = nbr >= 0
+        safe = torch.where(valid, nbr, torch.zeros_like(nbr)).reshape(-1)
+        shape = (*nbr.shape, x.shape[-1])
+        for layer in self.layers:
+            q, k, v = layer.project(x)
+            k_nb = k.index_select(0, safe).view(shape)
+            v_nb = v.index_select(0, safe).view(shape)
+            x = layer.finish(x, layer.attend(q, k_nb, v_nb, valid))
+        return self.head(x)
+
+
+def session_order(session: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group packets by session, keeping arrival order inside each session.
+
+    Returns ``order`` (packets sorted by session, stable), ``rank`` (each sorted packet's index
+    among its session's packets here) and ``starts`` (sorted index of each group's first packet).
+    """
+    order = np.argsort(session, kind="stable")
+    s = session[order]
+    n = len(s)
+    new = np.ones(n, dtype=bool)
+    new[1:] = s[1:] != s[:-1]
+    starts = np.flatnonzero(new)
+    group_start = np.repeat(starts, np.diff(np.append(starts, n)))
+    rank = np.arange(n) - group_start
+    return order, rank, starts
+
+
+def neighbour_index(rank: np.ndarray, window: int) -> np.ndarray:
+    """Neighbour index for tokens laid out session by session (``rank`` = index in session).
+
+    Token ``i`` gets ``[i - window + 1, ..., i]`` with entries before its session's start = -1.
+    """
+    n = len(rank)
+    offs = np.arange(-(window - 1), 1)
+    nbr = np.arange(n)[:, None] + offs[None, :]
+    nbr[rank[:, None] + offs[None, :] < 0] = -1
+    return nbr

@@ -1,0 +1,177 @@
+"""Streaming DET inference: each packet is processed once, against cached session context.
+
+For every live session the stream keeps, per layer, the keys and values of the session's last
+``window - 1`` tokens in a ring buffer (one slot per session). A batch is processed layer by
+layer for all its packets at once: a packet's keys/values at layer ``l`` depend only on its own
+input to layer ``l``, so packets of one session inside the batch need no waves; each token
+gathers its neighbours from the batch itself or from its session's ring. Sessions are forgotten
+when idle (``idle_s``, by capture time) or, beyond ``max_sessions``, least recently used first;
+a forgotten session that comes back restarts without context.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from jixiaoan.features.batch import FeatureBatch
+from jixiaoan.model.det import DET, session_order
+
+INITIAL_SLOTS = 1024
+
+
+class DETStream:
+    """Stateful per-packet DET inference with bounded per-session caches."""
+
+    def __init__(
+        self, model: DET, max_sessions: int = 50_000, idle_s: float = 300.0, threads: int = 2
+    ):
+        self.model = model.eval()
+        self.max_sessions = max_sessions
+        self.idle_s = idle_s
+        if threads:
+            torch.set_num_threads(threads)
+        self.reset()
+
+    # ----- state ----------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every session (and refresh the byte lookup table from the model)."""
+        cfg = self.model.cfg
+        with torch.inference_mode():
+            self._table = self.model.lookup_table().contiguous()
+        self._ring = cfg.window - 1
+        self._ids = np.zeros(0, dtype=np.int64)  # sorted known session ids
+        self._slot_of = np.zeros(0, dtype=np.int64)  # slot of each known id
+        self._alloc(INITIAL_SLOTS)
+        self._tick = 0
+
+    def _alloc(self, slots: int) -> None:
+        d, r, layers = self.model.cfg.d_model, self._ring, self.model.cfg.n_layers
+        self._count = np.zeros(slots, dtype=np.int64)
+        self._last_ts = np.full(slots, -np.inf)
+        self._used = np.zeros(slots, dtype=np.int64)
+        self._k = [torch.zeros(slots * r, d) for _ in range(layers)]
+        self._v = [torch.zeros(slots * r, d) for _ in range(layers)]
+        self._free = np.arange(slots - 1, -1, -1, dtype=np.int64)  # pop from the end
+
+    def _grow(self, need: int) -> None:
+        old = len(self._count)
+        new = max(old * 2, old + need)
+        d, r = self.model.cfg.d_model, self._ring
+        self._count = np.concatenate([self._count, np.zeros(new - old, np.int64)])
+        self._last_ts = np.concatenate([self._last_ts, np.full(new - old, -np.inf)])
+        self._used = np.concatenate([self._used, np.zeros(new - old, np.int64)])
+        for store in (self._k, self._v):
+            for i, t in enumerate(store):
+                store[i] = torch.cat([t, torch.zeros((new - old) * r, d)])
+        self._free = np.concatenate([np.arange(new - 1, old - 1, -1), self._free])
+
+    def _forget(self, drop: np.ndarray) -> None:
+        """Remove the known sessions at positions ``drop`` of ``self._ids``."""
+        if len(drop) == 0:
+            return
+        self._free = np.concatenate([self._free, self._slot_of[drop]])
+        keep = np.ones(len(self._ids), dtype=bool)
+        keep[drop] = False
+        self._ids, self._slot_of = self._ids[keep], self._slot_of[keep]
+
+    def _slots_for(self, ids: np.ndarray, now: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Slots of the batch's (sorted, unique) session ids, creating new ones; and the tokens
+        each session already has cached."""
+        at = np.searchsorted(self._ids, ids)
+        found = at < len(self._ids)
+        found[found] = self._ids[at[found]] == ids[found]
+        self._used[self._slot_of[at[found]]] = self._tick  # protect them from eviction
+        n_new = int((~found).sum())
+        if n_new:
+            live = len(self._ids)
+            if now is not None and self.idle_s > 0:
+                idle = self._last_ts[self._slot_of] < now - self.idle_s
+                idle &= self._used[self._slot_of] != self._tick
+                self._forget(np.flatnonzero(idle))
+            over = len(self._ids) + n_new - self.max_sessions
+            if over > 0:
+                age = np.where(
+                    self._used[self._slot_of] == self._tick,
+                    np.iinfo(np.int64).max,
+                    self._used[self._slot_of],
+                )
+                over = min(over, int((age != np.iinfo(np.int64).max).sum()))
+                self._forget(np.argpartition(age, over - 1)[:over] if over > 0 else age[:0])
+            if len(self._ids) != live:
+                at = np.searchsorted(self._ids, ids)
+            if len(self._free) < n_new:
+                self._grow(n_new - len(self._free))
+            new_slots = self._free[len(self._free) - n_new :][::-1].copy()
+            self._free = self._free[: len(self._free) - n_new]
+            self._count[new_slots] = 0
+            self._last_ts[new_slots] = -np.inf
+            self._used[new_slots] = self._tick
+            self._ids = np.insert(self._ids, at[~found], ids[~found])
+            self._slot_of = np.insert(self._slot_of, at[~found], new_slots)
+            at = np.searchsorted(self._ids, ids)
+        slots = self._slot_of[at]
+        return slots, self._count[slots].copy()
+
+    # ----- inference ------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def predict_proba(self, batch: FeatureBatch) -> np.ndarray:
+        """Class probabilities (n, C) float32; updates the per-session caches."""
+        model, cfg = self.model, self.model.cfg
+        n = len(batch)
+        if n == 0:
+            return np.zeros((0, cfg.n_classes), dtype=np.float32)
+        self._tick += 1
+        sess = np.asarray(batch.session, dtype=np.int64)
+        order, rank, starts = session_order(sess)
+        sizes = np.diff(np.append(starts, n))
+        now = float(batch.ts.max()) if len(batch.ts) == n else None
+        slots, seen = self._slots_for(sess[order[starts]], now)
+        tok_slot = np.repeat(slots, sizes)
+        tok_seen = np.repeat(seen, sizes)
+
+        # neighbour index into a pool = [batch tokens (session-major) ; gathered cache rows]
+        ring, w = self._ring, cfg.window
+        offs = np.arange(-(w - 1), 1)
+        prev_rank = rank[:, None] + offs[None, :]  # (n, W)
+        nbr = np.arange(n)[:, None] + offs[None, :]
+        total = tok_seen[:, None] + prev_rank
+        from_cache = (prev_rank < 0) & (total >= 0)
+        valid = (prev_rank >= 0) | from_cache
+        cache_rows = (tok_slot[:, None] * ring + total % ring)[from_cache]
+        nbr[from_cache] = n + np.arange(len(cache_rows))
+        nbr[~valid] = 0
+        nbr_t = torch.from_numpy(nbr)
+        valid_t = torch.from_numpy(valid)
+        rows_t = torch.from_numpy(cache_rows)
+        # tokens that are among their session's last ring entries after this batch
+        last = rank >= np.repeat(sizes, sizes) - ring
+        write_rows = torch.from_numpy(tok_slot[last] * ring + (tok_seen[last] + rank[last]) % ring)
+        write_tok = torch.from_numpy(np.flatnonzero(last))
+
+        b = torch.from_numpy(batch.byte_idx[order].astype(np.int64))
+        x = model.embed_bytes_table(b, self._table)
+        x = model.fuse(x, torch.from_numpy(batch.freq[order]), torch.from_numpy(batch.pos[order]))
+        for li, layer in enumerate(model.layers):
+            q, k, v = layer.project(x)
+            k_pool = torch.cat([k, self._k[li][rows_t]])
+            v_pool = torch.cat([v, self._v[li][rows_t]])
+            a = layer.attend(q, k_pool[nbr_t], v_pool[nbr_t], valid_t)
+            self._k[li].index_copy_(0, write_rows, k[write_tok])
+            self._v[li].index_copy_(0, write_rows, v[write_tok])
+            x = layer.finish(x, a)
+        probs = torch.softmax(model.head(x), dim=-1).numpy()
+
+        self._count[slots] += sizes
+        if now is not None:
+            self._last_ts[slots] = np.maximum.reduceat(batch.ts[order], starts)
+        out = np.empty_like(probs)
+        out[order] = probs
+        return out
+
+    @property
+    def n_sessions(self) -> int:
+        """Sessions currently cached."""
+        return len(self._ids)
