@@ -266,3 +266,15 @@ def test_send_test_reports_success_and_the_servers_errors(smtp_server):
                          start=False).send_test()
     assert ok
     assert len(collector.envelopes) == 2  # only the two successful tests got through
+
+
+def test_a_refused_login_is_not_retried(smtp_server):
+    controller, collector, passwords = smtp_server
+    smtp = settings(controller.port, user="alice")
+    with EmailAlerter(smtp, lambda: "wrong", max_attempts=3, backoff_s=0.01) as alerter:
+        alerter.submit(event())
+        assert wait_for(lambda: alerter.stats().failed == 1)
+        stats = alerter.stats()
+    assert (stats.attempts, stats.sent) == (1, 0) and "535" in stats.last_error
+    # smtplib itself tries each AUTH mechanism the server offers, within the one attempt
+    assert set(passwords.tried) == {(b"alice", b"wrong")} and collector.envelopes == []

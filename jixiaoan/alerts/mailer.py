@@ -229,7 +229,10 @@ class EmailAlerter:
             event = self._queue.get()
             if event is None:
                 continue
-            self._send_with_retries(event)
+            try:
+                self._send_with_retries(event)
+            except Exception:  # never let the sender thread die
+                log.exception("alert e-mail sender failed")
 
     def _send_with_retries(self, event: AlertEvent) -> None:
         delay = self.backoff_s
@@ -248,8 +251,8 @@ class EmailAlerter:
                 with self._lock:
                     self._stats.last_error = error
                     self._stats.last_error_time = time.time()
-                if isinstance(exc, ValueError) or attempt == self.max_attempts:
-                    break  # a bad address will not get better by retrying
+                if is_permanent(exc) or attempt == self.max_attempts:
+                    break  # a bad address or a refused login will not get better
                 if self._stop.wait(delay):
                     break
                 delay = min(delay * 2, self.max_backoff_s)
@@ -266,6 +269,8 @@ class EmailAlerter:
             raise ValueError("no SMTP server configured")
         if not settings.recipients:
             raise ValueError("no recipients configured")
+        if settings.security not in ("starttls", "ssl", "none"):
+            raise ValueError(f"unknown SMTP security {settings.security!r}")
         timeout = float(settings.timeout_s)
         host, port = settings.server, int(settings.port)
         local = socket.gethostname() or "localhost"  # no DNS lookup, unlike smtplib's default
@@ -290,6 +295,16 @@ class EmailAlerter:
         except Exception:
             log.exception("SMTP password provider failed")
             return ""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Failures that a retry cannot fix: bad settings, a 5xx reply, a missing server feature,
+    a certificate that does not verify."""
+    if isinstance(exc, ValueError | smtplib.SMTPNotSupportedError | ssl.SSLCertVerificationError):
+        return True
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return True
+    return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code >= 500
 
 
 def describe_error(exc: BaseException) -> str:
