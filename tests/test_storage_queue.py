@@ -131,3 +131,32 @@ def test_malformed_batch_is_counted_and_skipped_whole(tmp_path):
         assert "lengths" in c.last_error
         times = [x.time for t in map(s.register_device, DEVS) for x in s.reader.latest(t, 100)]
         assert len(times) == 40 and not any(2.0 <= t < 3.0 for t in times)
+
+
+def test_blocking_store_waits_for_room_and_loses_nothing(tmp_path):
+    rng = np.random.default_rng(11)
+    entered, release = threading.Event(), threading.Event()
+
+    def stall(max_ts: float, wall: float, rows: int) -> None:
+        entered.set()
+        release.wait(30)
+
+    batches = [synthetic_batch(10, DEVS, 100.0 + k, rng) for k in range(12)]
+    s = PacketStore(tmp_path / "s.db", queue_batches=2, blocking=True, on_commit=stall)
+    try:
+        assert s.submit(batches[0])
+        assert entered.wait(10)
+        results: list[bool] = []
+        feeder = threading.Thread(target=lambda: results.extend(map(s.submit, batches[1:])))
+        feeder.start()
+        feeder.join(0.5)
+        assert feeder.is_alive()  # the writer is stalled, so the feeder must be waiting
+        assert s.counters().batches_dropped == 0
+    finally:
+        release.set()
+    feeder.join(30)
+    assert results == [True] * 11
+    assert s.flush(10)
+    c = s.counters()
+    assert (c.batches_stored, c.rows_stored, c.batches_dropped) == (12, 120, 0)
+    s.close()

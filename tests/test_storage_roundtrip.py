@@ -142,6 +142,11 @@ def test_reopen_keeps_rows_and_readers_work_after_close(tmp_path):
         assert len(rows) == 8 and [x.index for x in rows] == list(range(1, 9))
         s.set_model_name("eset-v2")
         assert s.reader.model_name() == "eset-v2"
+        s.set_meta("model", "eset-v3")  # alias of model_name
+        assert s.reader.model_name() == s.reader.meta("model") == "eset-v3"
+        assert s.reader.meta("schema_version") == str(SCHEMA_VERSION)
+        with pytest.raises(StoreError):
+            s.set_meta("schema_version", "0")
 
 
 def test_unknown_schema_version_and_bad_tables_are_refused(tmp_path):

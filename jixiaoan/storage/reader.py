@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jixiaoan.engine.batch import Device
 from jixiaoan.storage.devices import device_key
-from jixiaoan.storage.schema import StoreError, checked_table
+from jixiaoan.storage.schema import META_ALIASES, StoreError, checked_table
 
 _ROW_COLUMNS = (
     '"Index", "Time", "SourceAddr", "DestAddr", "Length", "Type", "IsBad", "Attack", "Score"'
@@ -158,8 +158,13 @@ class StoreReader:
 
     def model_name(self) -> str:
         """Name of the model recorded in ``meta`` ('' when none)."""
-        row = self._conn().execute("SELECT value FROM meta WHERE key = 'model_name'").fetchone()
-        return row[0] if row else ""
+        return self.meta("model_name") or ""
+
+    def meta(self, key: str) -> str | None:
+        """A ``meta`` entry (``schema_version``, ``model_name``, ...), None when absent."""
+        key = META_ALIASES.get(key, key)
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     def latest(self, table: str | Device, n: int = 500) -> list[PacketRow]:
         """The ``n`` newest rows (without data), oldest first."""

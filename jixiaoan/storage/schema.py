@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+from collections.abc import Callable
+from typing import Any
 
 from jixiaoan.storage.checkpoint import SAFETY_NET_PAGES
 
 SCHEMA_VERSION = 1
+META_ALIASES = {"model": "model_name"}  # other spellings of meta keys
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 TABLE_NAME_PATTERN = re.compile(r"dev_[0-9a-f]{12}(?:_[0-9]+)?")
@@ -150,3 +153,15 @@ def insert_sql(table: str) -> str:
     cols = ", ".join(quote_ident(c) for c in PACKET_COLUMNS[1:])
     marks = ", ".join("?" for _ in PACKET_COLUMNS[1:])
     return f"INSERT INTO {checked_table(table)} ({cols}) VALUES ({marks})"
+
+
+def in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(*args)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result

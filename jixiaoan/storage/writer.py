@@ -27,10 +27,12 @@ from jixiaoan.storage.reader import StoreReader
 from jixiaoan.storage.retention import apply_retention
 from jixiaoan.storage.rows import PreparedChunk, prepare_chunk
 from jixiaoan.storage.schema import (
+    META_ALIASES,
     StoreError,
     apply_writer_pragmas,
     checked_table,
     create_base_tables,
+    in_transaction,
     insert_sql,
     storable_text,
 )
@@ -86,8 +88,10 @@ class PacketStore:
         max_rows_per_commit: int = 50_000,
         on_commit: OnCommit | None = None,
         model_name: str = "",
+        blocking: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.blocking = blocking
         self.retention_rows = retention_rows
         self.retention_age_s = retention_age_s
         self.retention_interval_s = retention_interval_s
@@ -98,6 +102,7 @@ class PacketStore:
         self._work = threading.Condition(self._lock)  # the writer waits on it
         self._convert = threading.Condition(self._lock)  # the converter waits on it
         self._done = threading.Condition(self._lock)  # flush() waits on it
+        self._space = threading.Condition(self._lock)  # a blocking submit() waits on it
         self._batches: deque[tuple[int, ClassifiedBatch]] = deque()
         self._prepared: deque[PreparedChunk] = deque()
         self._commands: deque[_Command] = deque()
@@ -126,8 +131,13 @@ class PacketStore:
     # ---- caller side -------------------------------------------------------------------------
 
     def submit(self, batch: ClassifiedBatch) -> bool:
-        """Queue a batch for writing; False (and counted as dropped) when the queue is full."""
+        """Queue a batch for writing; False (and counted as dropped) when the queue is full,
+        unless the store is ``blocking`` (offline import): then it waits for room."""
         with self._lock:
+            if self.blocking:
+                self._space.wait_for(
+                    lambda: len(self._batches) < self.queue_batches or self._closing or self._dead
+                )
             if self._closing or self._dead or len(self._batches) >= self.queue_batches:
                 self._counts["batches_dropped"] += 1
                 self._counts["packets_dropped"] += len(batch)
@@ -151,6 +161,7 @@ class PacketStore:
             self._closing = True
             self._work.notify_all()
             self._convert.notify_all()
+            self._space.notify_all()
         self._converter.join(timeout)
         self._writer.join(timeout)
         self.reader.close()
@@ -170,7 +181,7 @@ class PacketStore:
         """Table name of ``device``, creating it when new. Idempotent by MAC, then IP; a
         non-empty name / vendor given here replaces the stored one."""
         return self._call(
-            lambda conn: _in_transaction(conn, self._registry.register, device), timeout
+            lambda conn: in_transaction(conn, self._registry.register, device), timeout
         )
 
     def set_verdicts(
@@ -187,13 +198,22 @@ class PacketStore:
         checked_table(table)
         rows = verdict_rows(index, is_bad, attack, score)
         return self._call(
-            lambda conn: _in_transaction(conn, update_verdicts, conn, table, rows), timeout
+            lambda conn: in_transaction(conn, update_verdicts, conn, table, rows), timeout
         )
 
     def set_model_name(self, name: str, timeout: float | None = 30.0) -> None:
         """Record the name of the model whose verdicts are stored."""
-        sql = "INSERT OR REPLACE INTO meta(key, value) VALUES ('model_name', ?)"
-        self._call(lambda conn: conn.execute(sql, (storable_text(name),)), timeout)
+        self.set_meta("model_name", name, timeout)
+
+    def set_meta(self, key: str, value: str, timeout: float | None = 30.0) -> None:
+        """Set a ``meta`` entry (``model`` is taken as ``model_name``; ``schema_version`` is
+        the store's own)."""
+        key = META_ALIASES.get(key, key)
+        if key == "schema_version":
+            raise StoreError("schema_version is set by the store itself")
+        sql = "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)"
+        args = (storable_text(key), storable_text(str(value)))
+        self._call(lambda conn: conn.execute(sql, args), timeout)
 
     def run_retention(self, now: float | None = None, timeout: float | None = 60.0) -> int:
         """Apply retention now (normally it runs on its own schedule); returns rows deleted.
@@ -232,6 +252,7 @@ class PacketStore:
                 while self._batches and (not items or packets < self.max_rows_per_commit):
                     items.append(self._batches.popleft())
                     packets += len(items[-1][1])
+                self._space.notify_all()
             c0 = time.thread_time()
             chunk = prepare_chunk(items)
             with self._lock:
@@ -288,6 +309,7 @@ class PacketStore:
                 self._dead = True
                 self._done.notify_all()
                 self._convert.notify_all()
+                self._space.notify_all()
                 pending = list(self._commands)
                 self._commands.clear()
             for cmd in pending:
@@ -368,15 +390,3 @@ class PacketStore:
         with self._lock:
             self._counts["retention_deleted"] += deleted
         return deleted
-
-
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(*args)`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(*args)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
