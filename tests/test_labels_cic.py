@@ -97,6 +97,14 @@ def test_overlapping_flows_of_one_tuple(tmp_path):
     assert attack[0] == "Bot" and attack[2] == "Bot" and attack[1] in ("Bot", "Infiltration")
 
 
+def test_header_only_csv_labels_nothing(tmp_path, flow_csv):
+    path = tmp_path / "empty.csv"
+    path.write_text(CSV.splitlines()[0] + "\n")
+    _, h = batches_from_packets([tcp("172.16.0.1", 44444, "192.168.10.50", 80)])
+    malicious, attack = FlowLabels.read(path).packet_labels(h)
+    assert malicious.tolist() == [False] and attack.tolist() == [""]
+
+
 def test_named_time_zone(flow_csv):
     try:
         flows = FlowLabels.read(flow_csv, tz="America/Halifax", pm_before_hour=8)

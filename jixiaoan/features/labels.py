@@ -200,6 +200,16 @@ def _flow_keys(proto, src, sport, dst, dport) -> np.ndarray:
     return keys
 
 
+def _ip_row(text: str) -> np.ndarray:
+    return np.frombuffer(ip_from_str(text), np.uint8)
+
+
+def _each_unique(texts: list[str], convert) -> np.ndarray:
+    """``np.array([convert(t) for t in texts])``, converting each distinct text once."""
+    uniq, inverse = np.unique(np.array(texts, dtype=object).astype(str), return_inverse=True)
+    return np.array([convert(t) for t in uniq.tolist()]).reshape(len(uniq), -1)[inverse]
+
+
 @dataclass
 class FlowLabels:
     """The flows of a CIC-style CSV (in file order), ready to label packets."""
@@ -244,15 +254,17 @@ class FlowLabels:
     @classmethod
     def _build(cls, cols: dict[str, list], zone: tzinfo, pm_before_hour: int | None):
         m = len(cols["src"])
-        src = np.array([np.frombuffer(ip_from_str(t), np.uint8) for t in cols["src"]], np.uint8)
-        dst = np.array([np.frombuffer(ip_from_str(t), np.uint8) for t in cols["dst"]], np.uint8)
+        if m == 0:
+            empty = np.zeros(0)
+            keys = np.zeros((0, KEY_WIDTH), np.uint8)
+            return cls(keys, empty, empty, empty.astype(bool), empty.astype(object))
+        src, dst = (_each_unique(cols[k], _ip_row).reshape(m, 16) for k in ("src", "dst"))
         proto = np.array([int(p) for p in cols["proto"]], np.int64)
         ports = [np.array([int(float(p)) for p in cols[k]], np.int64) for k in ("sport", "dport")]
         # ports mean nothing outside TCP/UDP (and the parser leaves them 0 there)
         sport, dport = (np.where(np.isin(proto, (6, 17)), p, 0) for p in ports)
-        parsed = [parse_cic_time(t, zone, pm_before_hour) for t in cols["start"]]
-        start = np.array([p[0] for p in parsed], np.float64).reshape(m)
-        resolution = np.array([p[1] for p in parsed], np.float64).reshape(m)
+        times = _each_unique(cols["start"], lambda t: parse_cic_time(t, zone, pm_before_hour))
+        start, resolution = times.reshape(m, 2).T.astype(np.float64)
         duration = np.maximum(np.array([float(d) for d in cols["duration"]]), 0) / 1e6
         labels = np.array(cols["label"], dtype=object)
         malicious = np.array([lab.upper() != "BENIGN" for lab in labels], bool)
