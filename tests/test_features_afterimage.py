@@ -236,3 +236,25 @@ def test_empty_batch_and_names() -> None:
     assert names[0] == "MI_L5_weight" and names[15] == "HH_L5_weight"
     assert names[21] == "HH_L5_pcc" and names[50] == "HH_jit_L5_weight"
     assert names[65] == "HpHp_L5_weight" and names[99] == "HpHp_L0.01_pcc"
+
+
+def test_real_syn_flood_matches_reference(shared_datasets: Path) -> None:
+    path = shared_datasets / "stopddos" / "pkt.TCP.synflood.spoofed.pcap"
+    heads = []
+    for b in read_capture(path, batch_size=1000):
+        heads.append(parse_headers(b))
+        if len(heads) == 4:
+            break
+    ai = AfterImage()
+    fast = np.concatenate([ai.transform(b) for b in heads])
+    assert_matches_reference(fast, ReferenceAfterImage().transform(HeaderBatch.concat(heads)))
+    assert ai.slot_counts()["socket"] > 1000  # it is a flood of distinct sockets
+
+
+def test_floods_in_corpus_stay_finite_and_bounded(shared_datasets: Path) -> None:
+    for path in sorted((shared_datasets / "stopddos").iterdir()):
+        ai = AfterImage(max_slots=2048)
+        for b in read_capture(path):
+            out = ai.transform(parse_headers(b))
+            assert np.isfinite(out).all(), path.name
+            assert max(ai.slot_counts().values()) <= 2048
