@@ -99,3 +99,14 @@ def test_length_mismatch_is_an_error(data_dir):
     frames, headers, _ = next(iter(extract_capture(path)))
     with pytest.raises(ValueError, match="header rows"):
         FeatureExtractor().transform(frames, headers.take(np.arange(len(headers) - 1)))
+
+
+def test_empty_batch_keeps_the_stream_going(data_dir):
+    path = capture_paths(data_dir)[0]
+    frames, headers, whole = next(iter(extract_capture(path)))
+    extractor = FeatureExtractor()
+    empty = extractor.transform(FrameBatch.empty(), headers.take(np.arange(0)))
+    assert len(empty) == 0 and empty.byte_idx.shape == (0, FeatureConfig().n_bytes)
+    after = extractor.transform(frames, headers)
+    np.testing.assert_array_equal(after.session, whole.session)
+    np.testing.assert_array_equal(after.freq, whole.freq)
