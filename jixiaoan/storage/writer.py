@@ -1,6 +1,7 @@
 """PacketStore: one writer thread, one SQLite connection, bounded queue of classified batches.
 
-``submit`` never blocks: when the queue is full the batch is dropped and counted. A converter
+``submit`` never blocks: when the queue is full the batch is dropped and counted (a store made
+with ``blocking=True``, for offline imports, waits for room instead). A converter
 thread turns queued batches (up to ``max_rows_per_commit`` packets at a time) into rows while
 the writer thread inserts the previous ones (SQLite releases the GIL while it works, so the two
 overlap on two cores). The writer puts everything converted so far into one transaction, so a
