@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from jixiaoan.capture.batch import HeaderBatch, ip_from_str, mac_from_str
-from jixiaoan.features.sessions import KEY_WIDTH, _be_bytes, _lexicographic_le, session_keys
+from jixiaoan.features.sessions import KEY_WIDTH, be_bytes, lexicographic_le, session_keys
 
 LABEL_COLUMNS = ("pcap", "label", "attack", "hosts")
 LABEL_VALUES = ("benign", "malicious")
@@ -190,8 +190,8 @@ def _flow_keys(proto, src, sport, dst, dport) -> np.ndarray:
     a = np.zeros((n, 18), np.uint8)
     b = np.zeros((n, 18), np.uint8)
     a[:, :16], b[:, :16] = src, dst
-    a[:, 16:], b[:, 16:] = _be_bytes(sport, 2), _be_bytes(dport, 2)
-    fw = _lexicographic_le(a, b)[:, None]
+    a[:, 16:], b[:, 16:] = be_bytes(sport, 2), be_bytes(dport, 2)
+    fw = lexicographic_le(a, b)[:, None]
     keys = np.zeros((n, KEY_WIDTH), np.uint8)
     keys[:, 0] = 1
     keys[:, 1] = proto

@@ -43,7 +43,7 @@ class SessionAssignment:
     forward: np.ndarray  # bool (n,) the packet comes from the canonical first endpoint
 
 
-def _lexicographic_le(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def lexicographic_le(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise ``a <= b`` for two (n, w) uint8 matrices compared as byte strings."""
     differ = a != b
     first = differ.argmax(axis=1)
@@ -51,7 +51,7 @@ def _lexicographic_le(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ~differ.any(axis=1) | (a[rows, first] < b[rows, first])
 
 
-def _be_bytes(values: np.ndarray, width: int) -> np.ndarray:
+def be_bytes(values: np.ndarray, width: int) -> np.ndarray:
     """Unsigned integers as an (n, width) big-endian uint8 matrix."""
     return values.astype(f">u{width}").view(np.uint8).reshape(len(values), width)
 
@@ -64,19 +64,19 @@ def session_keys(headers: HeaderBatch) -> tuple[np.ndarray, np.ndarray]:
     dst = np.zeros((n, 18), np.uint8)
     src[:, :16] = headers.src_ip
     dst[:, :16] = headers.dst_ip
-    src[:, 16:] = _be_bytes(headers.sport, 2)
-    dst[:, 16:] = _be_bytes(headers.dport, 2)
+    src[:, 16:] = be_bytes(headers.sport, 2)
+    dst[:, 16:] = be_bytes(headers.dport, 2)
     link = ~is_ip
     if link.any():
         src[link] = 0
         dst[link] = 0
-        src[link, :8] = _be_bytes(headers.src_mac[link], 8)
-        dst[link, :8] = _be_bytes(headers.dst_mac[link], 8)
-    forward = _lexicographic_le(src, dst)
+        src[link, :8] = be_bytes(headers.src_mac[link], 8)
+        dst[link, :8] = be_bytes(headers.dst_mac[link], 8)
+    forward = lexicographic_le(src, dst)
     keys = np.zeros((n, KEY_WIDTH), np.uint8)
     keys[:, 0] = np.where(is_ip, _KIND_IP, _KIND_LINK)
     keys[:, 1] = np.where(is_ip, headers.ip_proto, 0)
-    keys[:, 2:4] = _be_bytes(np.where(is_ip, 0, headers.ethertype).astype(np.uint16), 2)
+    keys[:, 2:4] = be_bytes(np.where(is_ip, 0, headers.ethertype).astype(np.uint16), 2)
     fw = forward[:, None]
     keys[:, 4:22] = np.where(fw, src, dst)
     keys[:, 22:40] = np.where(fw, dst, src)
