@@ -1,0 +1,1 @@
+"""Runtime: assembles capture, engine, storage and alerts into a running monitor."""
