@@ -104,6 +104,7 @@ def bench_reads(store: PacketStore, extra: list) -> None:
         ("since(table, last-500)", lambda: r.since(table, total - 500)),
         ("counts(table)", lambda: r.counts(table)),
         ("rates(table, 10 s)", lambda: r.rates(table, 10.0, now=now)),
+        ("timeline(table, last 60 s, 1 s bins)", lambda: r.timeline(table, now - 60, now, 1.0)),
     ]:
         med, worst = timed(fn, 50)
         print(f"read {name} on {total:,} rows: median {med:.2f} ms, max {worst:.2f} ms")

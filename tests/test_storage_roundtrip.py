@@ -112,6 +112,11 @@ def test_read_api_since_rates_between_devices(store):
     window = [x for x in r.rows_between(cam, 2003.5, 2004.5 + 1e-9)]
     assert rates.malicious == sum(x.is_bad == 1 for x in window)
     assert rates.malicious_share == pytest.approx(rates.malicious / 100)
+    starts, packets, malicious = r.timeline(cam, 2000.0, 2005.0, 0.5)
+    assert len(starts) == 10 and starts[1] == 2000.5
+    assert packets.tolist() == [100, 0] * 5  # 100 packets at the start of every second
+    scanned = [sum(x.is_bad == 1 for x in r.rows_between(cam, s, s + 0.5)) for s in starts]
+    assert malicious.tolist() == scanned
     (info,) = r.devices()
     assert (info.mac, info.ip, info.name, info.vendor) == (
         "aa:bb:cc:00:00:01",

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from jixiaoan.engine.batch import Device
 from jixiaoan.storage.devices import device_key
 from jixiaoan.storage.schema import META_ALIASES, StoreError, checked_table
@@ -247,6 +249,32 @@ class StoreReader:
             total_classified=classified,
             total_share=_share(bad, classified),
         )
+
+    def timeline(
+        self, table: str | Device, t0: float, t1: float, bin_s: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Packets and malicious packets per ``bin_s`` bin over ``[t0, t1)`` (for plots):
+        ``(bin start times, packets, malicious)``, every bin present (zeros when empty)."""
+        if bin_s <= 0 or t1 <= t0:
+            raise ValueError("timeline needs bin_s > 0 and t1 > t0")
+        n_bins = int(np.ceil((t1 - t0) / bin_s))
+        rows = (
+            self._conn()
+            .execute(
+                f'SELECT CAST(("Time" - ?1) / ?3 AS INTEGER) AS b, count(*),'
+                f' coalesce(sum("IsBad" = 1), 0) FROM {self._table(table)}'
+                ' WHERE "Time" >= ?1 AND "Time" < ?2 GROUP BY b',
+                (float(t0), float(t1), float(bin_s)),
+            )
+            .fetchall()
+        )
+        packets = np.zeros(n_bins, np.int64)
+        malicious = np.zeros(n_bins, np.int64)
+        if rows:
+            b, p, m = (np.asarray(c, np.int64) for c in zip(*rows))
+            keep = (b >= 0) & (b < n_bins)
+            packets[b[keep]], malicious[b[keep]] = p[keep], m[keep]
+        return t0 + bin_s * np.arange(n_bins), packets, malicious
 
     def rows_between(
         self, table: str | Device, t0: float, t1: float, with_data: bool = False
