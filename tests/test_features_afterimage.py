@@ -135,13 +135,27 @@ def test_determinism_and_reset() -> None:
 def test_sweeping_expired_slots_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     h = synthetic_headers(6000, seed=4, hosts=40)
     monkeypatch.setattr(afterimage, "INITIAL_CAPACITY", 1 << 16)
-    roomy = AfterImage()  # never full: never sweeps
+    monkeypatch.setattr(afterimage, "SWEEP_EVERY_S", np.inf)
+    roomy = AfterImage()  # never full, never swept
     expected = roomy.transform(h)
     assert roomy.expired_freed == 0
     monkeypatch.setattr(afterimage, "INITIAL_CAPACITY", 16)
-    small = AfterImage()  # starts tiny: sweeps (and grows) many times, never evicts
-    np.testing.assert_array_equal(small.transform(h), expected)
+    monkeypatch.setattr(afterimage, "SWEEP_EVERY_S", 0.0)
+    small = AfterImage()  # starts tiny: sweeps when full and after every batch, grows
+    got = np.concatenate([small.transform(b) for b in split(h, list(range(300, 6000, 300)))])
+    np.testing.assert_array_equal(got, expected)
     assert small.expired_freed > 0 and small.evictions == 0
+
+
+def test_periodic_sweep_forgets_silent_trackers() -> None:
+    h = syn_flood(3000, 1000)
+    ai = AfterImage()
+    ai.transform(h)
+    assert ai.slot_counts()["socket"] == len(np.unique(h.src_ip[:, 13:], axis=0))
+    late = h.take(np.array([0]))
+    late.ts[:] = h.ts[-1] + 4000.0  # past the expiry horizon of every tracker
+    ai.transform(late)
+    assert ai.slot_counts() == dict.fromkeys(afterimage.TABLE_NAMES, 1)
 
 
 def test_expiry_threshold_changes_features_less_than_tolerance() -> None:

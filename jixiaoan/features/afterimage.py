@@ -44,9 +44,11 @@ exactly this, key by key, with plain Python objects):
 Output: float32 (n, 100), computed in float64, never NaN or infinite.  The result does not
 depend on how the stream is cut into batches.  State is bounded: each of the five tables
 (MI, channel, channel pair, socket, socket pair) holds at most ``max_slots`` trackers (default
-``config.max_sessions``); when one is full, expired trackers are swept out, and only if that
-frees less than a quarter does it grow (up to the cap) or, at the cap, drop its least
-recently updated quarter -- the one approximation, reached only under key floods.
+``config.max_sessions``).  Expired trackers are swept out every 60 capture seconds and
+whenever a table is full; only if that frees less than a quarter does the table grow (up to
+the cap) or, at the cap, drop its least recently updated quarter -- the one approximation,
+reached only under key floods.  ``config.session_idle_s`` is not used: at ``lam = 0.01`` a
+tracker idle for 300 s still holds 1/8 of its weight.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ GROUPS = (("MI", ONE_D), ("HH", TWO_D), ("HH_jit", ONE_D), ("HpHp", TWO_D))
 TABLE_NAMES = ("MI", "channel", "channel_pair", "socket", "socket_pair")
 DEFAULT_EXPIRY_WEIGHT = 1e-9
 INITIAL_CAPACITY = 1024
+SWEEP_EVERY_S = 60.0  # capture seconds between sweeps of expired trackers in every table
 
 
 def _words(addr: np.ndarray) -> np.ndarray:
@@ -141,6 +144,7 @@ class AfterImage:
         self._jitter = kern.new_table(cap, L, 3)
         self._no_jitter = kern.new_table(0, L, 3)
         self._clock = np.array([-np.inf])
+        self._last_sweep = -np.inf
 
     def feature_names(self) -> list[str]:
         """The 100 column names, e.g. ``HH_L0.1_pcc``."""
@@ -168,22 +172,33 @@ class AfterImage:
                 *self._tables[:2], self._jitter, *self._tables[2:], self._no_jitter,
             )  # fmt: skip
             if start >= n:
-                return out
+                break
             self._make_room(full)
+        if self._clock[0] >= self._last_sweep + SWEEP_EVERY_S:
+            for k in range(len(self._tables)):
+                self._sweep(k)
+            self._last_sweep = float(self._clock[0])
+        return out
+
+    def _sweep(self, k: int) -> int:
+        """Free the expired trackers of table ``k`` (exact: they already count as empty)."""
+        table = self._tables[k]
+        weight_col = kern.W3 if k in (2, 4) else kern.W
+        lam_min = float(self.lambdas[self.imin])
+        now = float(self._clock[0])
+        freed = kern.sweep_expired(table, weight_col, lam_min, self.imin, self.expiry_weight, now)
+        if freed:
+            kern.rebuild_index(table)
+        self.expired_freed += freed
+        return freed
 
     def _make_room(self, k: int) -> None:
         """Free or add slots in table ``k``: sweep expired, else grow, else evict the oldest."""
-        table = self._tables[k]
-        capacity = int(table[5][kern.CAP])
-        weight_col = kern.W3 if k in (2, 4) else kern.W
-        lam_min = float(self.lambdas[self.imin])
-        freed = kern.sweep_expired(
-            table, weight_col, lam_min, self.imin, self.expiry_weight, float(self._clock[0])
-        )
-        self.expired_freed += freed
+        capacity = int(self._tables[k][5][kern.CAP])
+        freed = self._sweep(k)
         if freed >= capacity // 4:
-            kern.rebuild_index(table)
             return
+        table = self._tables[k]
         if capacity < self.max_slots:
             new_cap = min(2 * capacity, self.max_slots)
             self._tables[k] = kern.grow_table(table, new_cap)
@@ -191,4 +206,4 @@ class AfterImage:
                 self._jitter = kern.grow_table(self._jitter, new_cap)
             return
         self.evictions += kern.evict_oldest(table, max(capacity // 4 - freed, 1))
-        kern.rebuild_index(table)
+        kern.rebuild_index(self._tables[k])
