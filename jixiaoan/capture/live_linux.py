@@ -1,0 +1,365 @@
+"""Linux readers of :class:`~jixiaoan.capture.live.LiveCapture`: AF_PACKET sockets.
+
+``RingReader`` maps a TPACKET_V3 ring: the kernel fills fixed-size blocks with frames and
+their headers (nanosecond timestamp, captured and wire length, VLAN tag) and retires a block
+when it is full or ``batch_timeout_s`` after its first frame. ``_drain_ring`` (numba) copies
+every ready block into the pending batch and gives it back to the kernel.
+
+``SocketReader`` reads one frame per ``recvmsg`` with its SO_TIMESTAMPNS time (slower; kept
+for comparison and for kernels without TPACKET_V3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import mmap
+import os
+import select
+import socket
+import struct
+import threading
+
+import numpy as np
+from numba import njit
+
+from jixiaoan.capture.batch import LINKTYPE_ETHERNET, LINKTYPE_RAW, FrameBatch
+from jixiaoan.capture.interfaces import (
+    CaptureFilterError,
+    CapturePermissionError,
+    LiveCaptureError,
+    UnknownInterfaceError,
+    permission_message,
+)
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+TPACKET_V3 = 2
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+SO_TIMESTAMPNS = 35
+SIOCGIFHWADDR = 0x8927
+PACKET_OUTGOING = 4
+TP_STATUS_USER = 1
+TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_VLAN_TPID_VALID = 0x40
+
+# ARPHRD_* hardware types -> link type of the frames an AF_PACKET SOCK_RAW socket returns.
+_ETHERNET_LIKE = {1, 772}  # Ethernet (also Wi-Fi in managed mode), loopback
+_RAW_IP = {65534, 768, 769, 776, 778}  # none (tun), IPIP, IP6 tunnel, SIT, GRE
+
+
+def _compile_and_attach(sock: socket.socket, iface: str, bpf: str, dlt: int) -> None:
+    try:
+        from scapy.arch.common import compile_filter
+        from scapy.error import Scapy_Exception
+        from scapy.libs.winpcapy import pcap_freecode
+    except (ImportError, OSError) as exc:
+        raise LiveCaptureError(iface, "capture filters need libpcap (Debian/Ubuntu: "
+                               f"apt install libpcap0.8): {exc}") from exc
+    try:
+        program = compile_filter(bpf, linktype=dlt)
+    except ImportError as exc:
+        raise LiveCaptureError(iface, "capture filters need libpcap (Debian/Ubuntu: "
+                               f"apt install libpcap0.8): {exc}") from exc
+    except (Scapy_Exception, OSError) as exc:
+        raise CaptureFilterError(iface, f"invalid capture filter {bpf!r}: {exc}") from exc
+    try:
+        fprog = struct.pack("HL", program.bf_len, ctypes.addressof(program.bf_insns.contents))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    finally:
+        pcap_freecode(ctypes.byref(program))
+
+
+def open_packet_socket(iface: str, bpf: str | None, buffer_bytes: int
+                       ) -> tuple[socket.socket, int, bool]:
+    """An AF_PACKET socket bound to ``iface`` with the filter attached before any frame can
+    arrive; returns it with the link type of its frames and whether ``iface`` is a loopback."""
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: nothing yet
+    except PermissionError as exc:
+        raise CapturePermissionError(iface, permission_message()) from exc
+    except (AttributeError, OSError) as exc:
+        raise LiveCaptureError(iface, f"cannot open a packet socket: {exc}") from exc
+    try:
+        try:
+            index = socket.if_nametoindex(iface)
+        except OSError:
+            names = ", ".join(name for _, name in socket.if_nameindex())
+            raise UnknownInterfaceError(
+                iface, f"no such network adapter; adapters here: {names}") from None
+        hw = _hardware_type(sock, iface)
+        if hw in _ETHERNET_LIKE:
+            linktype = LINKTYPE_ETHERNET
+        elif hw in _RAW_IP:
+            linktype = LINKTYPE_RAW
+        else:
+            raise LiveCaptureError(iface, f"adapter hardware type {hw} is not supported "
+                                   "(Ethernet, Wi-Fi in managed/AP mode, loopback, tun are)")
+        if bpf:
+            _compile_and_attach(sock, iface, bpf, linktype)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, buffer_bytes)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+        sock.bind((iface, ETH_P_ALL))
+        del index
+        return sock, linktype, hw == 772
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _hardware_type(sock: socket.socket, iface: str) -> int:
+    import fcntl
+
+    req = struct.pack("16s16s", iface.encode()[:15], b"")
+    try:
+        res = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, req)
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            raise UnknownInterfaceError(iface, "no such network adapter") from exc
+        raise
+    return struct.unpack_from("H", res, 16)[0]
+
+
+class _Waker:
+    """A pipe whose read end is polled with the socket, so ``stop`` is immediate."""
+
+    def __init__(self, sock_fd: int) -> None:
+        self.rfd, self.wfd = os.pipe()
+        os.set_blocking(self.wfd, False)
+        self.poller = select.poll()
+        self.poller.register(sock_fd, select.POLLIN | select.POLLERR)
+        self.poller.register(self.rfd, select.POLLIN)
+        self.sock_fd = sock_fd
+
+    def wait(self, seconds: float) -> bool:
+        """True when the socket has something (or an error) within ``seconds``."""
+        events = self.poller.poll(max(0, int(seconds * 1000 + 0.999)))
+        for fd, ev in events:
+            if fd == self.sock_fd and ev & select.POLLERR:
+                raise OSError(errno.ENETDOWN, "adapter went down or disappeared")
+        return any(fd == self.sock_fd for fd, _ in events)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.wfd, b"x")
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class _KernelDrops:
+    """PACKET_STATISTICS resets on every read: keep the running total."""
+
+    def __init__(self, sock: socket.socket, size: int) -> None:
+        self.sock, self.size, self.total = sock, size, 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self.lock:
+            with contextlib.suppress(OSError):
+                raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, self.size)
+                self.total += struct.unpack_from("II", raw)[1]
+            return self.total
+
+
+@njit(cache=True, inline="always")
+def _u32(a, p):
+    return np.int64(np.uint32(a[p]) | (np.uint32(a[p + 1]) << 8)
+                    | (np.uint32(a[p + 2]) << 16) | (np.uint32(a[p + 3]) << 24))
+
+
+@njit(cache=True, nogil=True)
+def _drain_ring(ring, block_size, block_nr, block, snaplen, skip_outgoing,
+                data, pos, offsets, ts, wire, count, max_count, max_pos):  # fmt: skip
+    """Copy the frames of every ready block from ``block`` on into the pending arrays, give
+    the blocks back; stops at a block the kernel still owns or one that might not fit.
+    Returns (next block, bytes used, frames pending)."""
+    while True:
+        b = block * block_size
+        if (_u32(ring, b + 8) & 1) == 0:  # block_status & TP_STATUS_USER
+            break
+        num = _u32(ring, b + 12)
+        if count > 0 and (count + num > max_count or pos + block_size + 4 * num > max_pos):
+            break
+        p = b + _u32(ring, b + 16)
+        for _ in range(num):
+            nxt = _u32(ring, p)
+            sec, nsec = _u32(ring, p + 4), _u32(ring, p + 8)
+            caplen, wlen, status = _u32(ring, p + 12), _u32(ring, p + 16), _u32(ring, p + 20)
+            mac = p + (np.int64(ring[p + 24]) | (np.int64(ring[p + 25]) << 8))
+            pkttype = ring[p + 48 + 10]  # sockaddr_ll.sll_pkttype after the 48-byte header
+            if not (skip_outgoing and pkttype == 4):
+                n = min(caplen, np.int64(snaplen))
+                if (status & 0x10) != 0 and n >= 12:  # reinsert the VLAN tag the NIC removed
+                    tci = _u32(ring, p + 28) & 0xFFFF
+                    tpid = np.int64(0x8100)
+                    if (status & 0x40) != 0:
+                        tpid = _u32(ring, p + 32) & 0xFFFF
+                    data[pos : pos + 12] = ring[mac : mac + 12]
+                    data[pos + 12] = tpid >> 8
+                    data[pos + 13] = tpid & 0xFF
+                    data[pos + 14] = tci >> 8
+                    data[pos + 15] = tci & 0xFF
+                    data[pos + 16 : pos + n + 4] = ring[mac + 12 : mac + n]
+                    pos += n + 4
+                    wlen += 4
+                else:
+                    data[pos : pos + n] = ring[mac : mac + n]
+                    pos += n
+                ts[count] = sec + nsec * 1e-9
+                wire[count] = wlen
+                count += 1
+                offsets[count] = pos
+            p += nxt
+        ring[b + 8] = 0  # TP_STATUS_KERNEL: the block goes back to the kernel
+        ring[b + 9] = 0
+        ring[b + 10] = 0
+        ring[b + 11] = 0
+        block = (block + 1) % block_nr
+    return block, pos, count
+
+
+def _warm_up() -> None:
+    """Compile (or load) the kernel now, not while frames pile up in the ring."""
+    ring = np.zeros(2 * 4096, np.uint8)
+    _drain_ring(ring, 4096, 2, 0, 65535, False, np.zeros(16, np.uint8), 0,
+                np.zeros(2, np.int64), np.zeros(1), np.zeros(1, np.uint32), 0, 1, 16)
+
+
+class RingReader:
+    """TPACKET_V3 ring reader: ``fill`` waits for retired blocks and drains them."""
+
+    def __init__(self, sock: socket.socket, linktype: int, loopback: bool, snaplen: int,
+                 buffer_bytes: int, batch_timeout_s: float, batch_packets: int,
+                 batch_bytes: int) -> None:  # fmt: skip
+        self.sock, self.linktype, self.snaplen = sock, linktype, snaplen
+        self.skip_outgoing = loopback  # on loopback every frame is seen going out and in
+        page = mmap.PAGESIZE
+        self.block_size = max(page, min(1 << 20, (buffer_bytes // 8) // page * page))
+        self.block_nr = max(2, buffer_bytes // self.block_size)
+        frame_size = 2048
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        tov_ms = max(1, int(batch_timeout_s * 1000))
+        req = struct.pack("7I", self.block_size, self.block_nr, frame_size,
+                          self.block_size * self.block_nr // frame_size, tov_ms, 0, 0)
+        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        self.mm = mmap.mmap(sock.fileno(), self.block_size * self.block_nr,
+                            mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.ring = np.frombuffer(self.mm, np.uint8)
+        self.block = 0
+        per_block = self.block_size // 64
+        self.max_count = batch_packets + per_block
+        self.max_pos = batch_bytes + self.block_size + 4 * per_block
+        self._alloc()
+        _warm_up()
+        self.waker = _Waker(sock.fileno())
+        self.kernel_drops = _KernelDrops(sock, 12)
+
+    def _alloc(self) -> None:
+        self.data = np.empty(self.max_pos, np.uint8)
+        self.offsets = np.zeros(self.max_count + 1, np.int64)
+        self.ts = np.empty(self.max_count, np.float64)
+        self.wire = np.empty(self.max_count, np.uint32)
+        self.pos = self.pending = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.pos
+
+    def fill(self, wait: float) -> None:
+        """Drain the ready blocks; if none is ready, wait up to ``wait`` seconds for one."""
+        if not self._drain():
+            self.waker.wait(wait)
+            self._drain()
+
+    def _drain(self) -> int:
+        before = self.pending
+        self.block, self.pos, self.pending = _drain_ring(
+            self.ring, self.block_size, self.block_nr, self.block, self.snaplen,
+            self.skip_outgoing, self.data, self.pos, self.offsets, self.ts, self.wire,
+            self.pending, self.max_count, self.max_pos)
+        return self.pending - before
+
+    def take(self) -> FrameBatch:
+        n = self.pending
+        batch = FrameBatch(self.data[: self.pos].copy(), self.offsets[: n + 1].copy(),
+                           self.ts[:n].copy(), self.wire[:n].copy(),
+                           np.full(n, self.linktype, np.uint16))
+        self.pos = self.pending = 0
+        return batch
+
+    def wake(self) -> None:
+        self.waker.wake()
+
+    def close(self) -> None:
+        self.kernel_drops()
+        self.waker.close()
+        self.ring = None  # the view must go before the mapping can close
+        with contextlib.suppress(BufferError, ValueError):
+            self.mm.close()
+        self.sock.close()
+
+
+class SocketReader:
+    """One ``recvmsg`` per frame, with the kernel's SO_TIMESTAMPNS capture time."""
+
+    def __init__(self, sock: socket.socket, linktype: int, loopback: bool, snaplen: int,
+                 batch_packets: int) -> None:  # fmt: skip
+        self.sock, self.linktype, self.snaplen = sock, linktype, snaplen
+        self.skip_outgoing, self.batch_packets = loopback, batch_packets
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setblocking(False)
+        self.waker = _Waker(sock.fileno())
+        self.kernel_drops = _KernelDrops(sock, 8)
+        self._frames: list[bytes] = []
+        self._ts: list[float] = []
+        self.pending_bytes = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._frames)
+
+    def fill(self, wait: float) -> None:
+        """Read every frame ready now (at most a batch); if none, wait up to ``wait``."""
+        if not self._read() and self.waker.wait(wait):
+            self._read()
+
+    def _read(self) -> int:
+        frames, stamps, recvmsg = self._frames, self._ts, self.sock.recvmsg
+        room = self.batch_packets - len(frames)
+        got = 0
+        for _ in range(room):
+            try:
+                data, anc, _flags, addr = recvmsg(self.snaplen, 64)
+            except BlockingIOError:
+                break
+            if self.skip_outgoing and addr[2] == PACKET_OUTGOING:
+                continue
+            sec, nsec = struct.unpack("qq", anc[0][2]) if anc else (0, 0)
+            frames.append(data)
+            stamps.append(sec + nsec * 1e-9)
+            self.pending_bytes += len(data)
+            got += 1
+        return got
+
+    def take(self) -> FrameBatch:
+        batch = FrameBatch.from_frames(self._frames, np.asarray(self._ts), self.linktype)
+        self._frames, self._ts, self.pending_bytes = [], [], 0
+        return batch
+
+    def wake(self) -> None:
+        self.waker.wake()
+
+    def close(self) -> None:
+        self.kernel_drops()
+        self.waker.close()
+        self.sock.close()
