@@ -1,0 +1,71 @@
+"""What a monitor run is asked to do, beyond the user's saved settings."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from jixiaoan.config import Config, PasswordStore
+from jixiaoan.engine.batch import Device
+from jixiaoan.model.verdict import Detector
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class MonitorOptions:
+    """Options of one MonitorSession; ``None`` means "take the saved setting".
+
+    Exactly one of ``iface`` (live adapter) and ``replay`` (a capture file, paced at ``speed``
+    times its own timing; 0 = as fast as possible) is given. ``devices`` None discovers them:
+    from the capture for a replay, from the traffic as it comes for a live adapter.
+    ``model_dir`` None runs without a model (packets stored unclassified), unless a ready
+    ``detector`` is passed (tests, GUI).
+    """
+
+    iface: str = ""
+    replay: str = ""
+    speed: float = 1.0
+    devices: list[Device] | None = None
+    db_path: str = ""  # '' = the configured database
+    model_dir: str | None = None
+    detector: Detector | None = None
+    # alert rule overrides
+    threshold: float | None = None
+    clear_threshold: float | None = None
+    min_packets: int | None = None
+    window_s: float | None = None
+    cooldown_s: float | None = None
+    email: bool | None = None
+    # capture and queues
+    bpf: str | None = None
+    capture_batch_packets: int | None = None
+    capture_batch_timeout_s: float = 0.02
+    capture_buffer_bytes: int = 4 * MiB
+    capture_method: str = "auto"
+    queue_batches: int | None = None
+    queue_packets: int = 262_144
+    max_batch_packets: int = 16384
+    max_wait_s: float = 0.05
+    store_queue_batches: int = 64
+    max_devices: int = 64
+    tick_s: float = 1.0
+    mail_stop_timeout_s: float = 2.0
+    password_store: PasswordStore | None = None
+
+
+def alert_config(cfg: Config, options: MonitorOptions) -> Config:
+    """A copy of ``cfg`` with the options' alert overrides applied (clear level capped at the
+    threshold)."""
+    out = copy.deepcopy(cfg)
+    a = out.alerts
+    for name in ("threshold", "clear_threshold", "min_packets", "window_s", "cooldown_s", "email"):
+        value = getattr(options, name)
+        if value is not None:
+            setattr(a, name, value)
+    if not 0.0 <= a.threshold <= 1.0:
+        raise ValueError(f"threshold {a.threshold} is not a share between 0 and 1")
+    if a.window_s <= 0:
+        raise ValueError("the alert window must be longer than 0 s")
+    a.clear_threshold = min(a.clear_threshold, a.threshold)
+    return out
