@@ -1,0 +1,165 @@
+"""One watched device's tab: rate labels, packets/s and malicious-share charts, packet table."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5.QtCore import Qt
+from PyQt5.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+
+from jixiaoan.storage.store import DeviceInfo
+from jixiaoan.ui.packet_model import PacketTableModel
+from jixiaoan.ui.packet_view import PacketTableView
+
+pg.setConfigOptions(antialias=False, background="w", foreground="k")
+
+HISTORY_S = 300.0  # seconds of chart history
+
+
+class RateHistory:
+    """Per-tick counter samples of one device, turned into packets/s and malicious share."""
+
+    def __init__(self, window_s: float = 10.0, history_s: float = HISTORY_S) -> None:
+        self.window_s = window_s
+        self.history_s = history_s
+        # (wall, rows_total, rows_malicious, rows_classified)
+        self.samples: deque[tuple[float, int, int, int]] = deque()
+        self.t0: float | None = None
+
+    def add(self, wall: float, info: DeviceInfo) -> None:
+        """Record the counters seen at ``wall``."""
+        classified = info.rows_total - info.rows_unclassified
+        if self.t0 is None:
+            self.t0 = wall
+        self.samples.append((wall, info.rows_total, info.rows_malicious, classified))
+        while self.samples and wall - self.samples[0][0] > self.history_s + self.window_s:
+            self.samples.popleft()
+
+    def clear(self) -> None:
+        """Forget the history (the next sample starts the charts again)."""
+        self.samples.clear()
+        self.t0 = None
+
+    def instant(self) -> tuple[float, float | None]:
+        """Packets/s over the last second-ish and malicious share over ``window_s``."""
+        if len(self.samples) < 2:
+            return 0.0, None
+        last = self.samples[-1]
+        prev = next((s for s in reversed(self.samples) if last[0] - s[0] >= 0.9), self.samples[0])
+        dt = last[0] - prev[0]
+        pps = (last[1] - prev[1]) / dt if dt > 0 else 0.0
+        old = next((s for s in self.samples if last[0] - s[0] <= self.window_s), self.samples[0])
+        dc = last[3] - old[3]
+        share = (last[2] - old[2]) / dc if dc > 0 else None
+        return max(pps, 0.0), share
+
+    def series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(seconds since start, packets/s, malicious share or NaN) per sample interval."""
+        if len(self.samples) < 2 or self.t0 is None:
+            empty = np.zeros(0)
+            return empty, empty, empty
+        a = np.asarray(self.samples, dtype=np.float64)
+        dt = np.diff(a[:, 0])
+        dt[dt <= 0] = np.nan
+        pps = np.clip(np.diff(a[:, 1]) / dt, 0, None)
+        dc = np.diff(a[:, 3])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(dc > 0, np.diff(a[:, 2]) / dc, np.nan)
+        return a[1:, 0] - self.t0, np.nan_to_num(pps), share
+
+
+def _plot(title: str, y_label: str) -> pg.PlotWidget:
+    w = pg.PlotWidget()
+    w.setTitle(title, size="9pt")
+    w.setLabel("left", y_label)
+    w.setLabel("bottom", "seconds")
+    w.showGrid(x=True, y=True, alpha=0.3)
+    w.setMouseEnabled(x=False, y=False)
+    w.setMenuEnabled(False)
+    w.hideButtons()
+    w.setMinimumHeight(120)
+    return w
+
+
+class DeviceTab(QWidget):
+    """Labels, charts and the packet table of one device."""
+
+    def __init__(self, info: DeviceInfo, capacity: int = 5000, window_s: float = 10.0,
+                 parent=None) -> None:
+        super().__init__(parent)
+        self.info = info
+        self.history = RateHistory(window_s)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        top = QHBoxLayout()
+        self.title = QLabel()
+        self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.instant_label = QLabel("now: -")
+        self.total_label = QLabel("total: -")
+        for lab in (self.instant_label, self.total_label):
+            lab.setStyleSheet("font-weight: bold; padding: 0 8px;")
+        top.addWidget(self.title, 1)
+        top.addWidget(self.instant_label)
+        top.addWidget(self.total_label)
+        layout.addLayout(top)
+        splitter = QSplitter(Qt.Vertical)
+        self.model = PacketTableModel(capacity)
+        self.view = PacketTableView(self.model)
+        splitter.addWidget(self.view)
+        charts = QWidget()
+        row = QHBoxLayout(charts)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.pps_plot = _plot("Packets per second", "pkt/s")
+        self.share_plot = _plot("Malicious share", "share")
+        self.share_plot.setYRange(0, 1, padding=0.02)
+        self.pps_curve = self.pps_plot.plot(pen=pg.mkPen((30, 90, 200), width=2))
+        self.share_curve = self.share_plot.plot(
+            pen=pg.mkPen((200, 30, 30), width=2), connect="finite")
+        row.addWidget(self.pps_plot)
+        row.addWidget(self.share_plot)
+        splitter.addWidget(charts)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        layout.addWidget(splitter)
+        self.set_info(info)
+
+    def set_info(self, info: DeviceInfo) -> None:
+        """New counters for the device: title and total label."""
+        self.info = info
+        parts = [p for p in (info.ip, info.mac, info.vendor) if p]
+        self.title.setText(f"<b>{info.name or info.ip or info.mac}</b>  " + "  ".join(parts))
+        classified = info.rows_total - info.rows_unclassified
+        if classified:
+            share = info.rows_malicious / classified
+            self.total_label.setText(
+                f"total: {info.rows_malicious:,} malicious of {info.rows_total:,} ({share:.1%})")
+        else:
+            self.total_label.setText(f"total: {info.rows_total:,} packets, none classified")
+        self.total_label.setStyleSheet(
+            "font-weight: bold; padding: 0 8px;"
+            + (" color: #b00000;" if info.rows_malicious else ""))
+
+    def add_sample(self, wall: float, info: DeviceInfo) -> None:
+        """Counters of one poll tick: updates history and the 'now' label."""
+        self.history.add(wall, info)
+        pps, share = self.history.instant()
+        share_text = f"{share:.1%} malicious" if share is not None else "no verdicts"
+        self.instant_label.setText(f"now: {pps:,.0f} pkt/s, {share_text}")
+        alarming = share is not None and share > 0
+        self.instant_label.setStyleSheet(
+            "font-weight: bold; padding: 0 8px;" + (" color: #b00000;" if alarming else ""))
+        self.set_info(info)
+
+    def redraw_charts(self) -> None:
+        """Push the history into the charts (called about once a second)."""
+        t, pps, share = self.history.series()
+        self.pps_curve.setData(t, pps)
+        self.share_curve.setData(t, share)
+
+    def clear(self) -> None:
+        """Empty the table and the charts."""
+        self.view.clear()
+        self.history.clear()
+        self.redraw_charts()

@@ -1,0 +1,145 @@
+"""Pulls new rows and counters from the packet store on a worker thread, one signal per tick.
+
+The GUI thread never runs SQLite: a ``StorePoller`` lives in its own QThread, wakes on a
+QTimer, asks ``StoreReader`` for the rows added since the last tick (bounded: when a device is
+further behind than the table window, only the newest ``window`` rows are fetched) and the row
+counters, and emits one ``polled`` signal carrying a ``PollResult``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PyQt5.QtCore import QObject, QThread, QTimer, pyqtSignal, pyqtSlot
+
+from jixiaoan.storage.store import DeviceInfo, PacketRow, StoreError, StoreReader
+
+
+@dataclass
+class TablePoll:
+    """What changed in one device table since the previous tick."""
+
+    device: DeviceInfo
+    rows: list[PacketRow]
+    skipped: int  # rows that were added but not fetched (the view was too far behind)
+    reset: bool  # rows replace the view's contents (it fell behind by more than a window)
+
+
+@dataclass
+class PollResult:
+    """One tick of the poller: every device table's news and counters."""
+
+    wall: float
+    tables: list[TablePoll] = field(default_factory=list)
+    model_name: str = ""
+    error: str = ""
+
+
+class StorePoller(QObject):
+    """Reads the store on its own thread; see the module docstring."""
+
+    polled = pyqtSignal(object)  # PollResult
+
+    def __init__(self, db_path: str | Path, window: int = 5000, interval_ms: int = 250) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.window = int(window)
+        self.interval_ms = int(interval_ms)
+        self._reader: StoreReader | None = None
+        self._last: dict[str, int] = {}
+        self._timer: QTimer | None = None
+        self._skip = False
+
+    @pyqtSlot()
+    def start(self) -> None:
+        """Start ticking (call on the poller's thread, e.g. via QThread.started)."""
+        if self._timer is None:
+            self._timer = QTimer(self)
+            self._timer.timeout.connect(self.tick)
+        self._timer.start(self.interval_ms)
+
+    @pyqtSlot()
+    def stop(self) -> None:
+        """Stop ticking and close the reader's connections."""
+        if self._timer is not None:
+            self._timer.stop()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @pyqtSlot()
+    def skip_to_newest(self) -> None:
+        """From the next tick on, only rows newer than the newest one now (after Clear)."""
+        self._skip = True
+
+    @pyqtSlot()
+    def tick(self) -> None:
+        """Fetch what is new and emit it (never raises)."""
+        self.polled.emit(self.poll_once())
+
+    def poll_once(self) -> PollResult:
+        """One poll (also usable without a thread, e.g. in tests)."""
+        result = PollResult(wall=time.time())
+        if not self.db_path.exists():
+            return result
+        if self._reader is None:
+            self._reader = StoreReader(self.db_path)
+        reader = self._reader
+        try:
+            result.model_name = reader.model_name()
+            skip, self._skip = self._skip, False
+            for dev in reader.devices():
+                if skip:
+                    newest = reader.latest(dev.table_name, 1)
+                    self._last[dev.table_name] = newest[-1].index if newest else 0
+                result.tables.append(self._poll_table(reader, dev))
+        except (StoreError, OSError, Exception) as exc:  # noqa: BLE001 - shown, never raised
+            result.error = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                reader.close()
+            self._reader = None
+        return result
+
+    def _poll_table(self, reader: StoreReader, dev: DeviceInfo) -> TablePoll:
+        table = dev.table_name
+        last = self._last.get(table)
+        if last is None:  # first sight: the newest window only
+            rows = reader.latest(table, self.window)
+            skipped = max(0, dev.rows_total - len(rows))
+            reset = True
+        else:
+            rows = reader.since(table, last, limit=self.window + 1)
+            skipped, reset = 0, False
+            if len(rows) > self.window:  # too far behind: jump to the newest window
+                newest = reader.latest(table, self.window)
+                skipped = max(0, newest[0].index - rows[0].index) if newest else 0
+                rows, reset = newest, True
+        if rows:
+            self._last[table] = rows[-1].index
+        elif last is None:
+            self._last[table] = 0
+        return TablePoll(dev, rows, skipped, reset)
+
+
+class PollerThread:
+    """A StorePoller running on its own QThread; ``close()`` stops both."""
+
+    def __init__(self, db_path: str | Path, window: int = 5000, interval_ms: int = 250) -> None:
+        self.thread = QThread()
+        self.thread.setObjectName("store-poller")
+        self.poller = StorePoller(db_path, window, interval_ms)
+        self.poller.moveToThread(self.thread)
+        self.thread.started.connect(self.poller.start)
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop the timer on its thread, then the thread."""
+        if self.thread.isRunning():
+            from PyQt5.QtCore import QMetaObject, Qt
+
+            QMetaObject.invokeMethod(self.poller, "stop", Qt.BlockingQueuedConnection)
+            self.thread.quit()
+            self.thread.wait(5000)
