@@ -139,14 +139,15 @@ class LiveCapture:
             sock.close()
             raise LiveCaptureError(self.iface, f"cannot set up the capture: {exc}") from exc
 
-    def _hand_on(self, batch: FrameBatch) -> None:
-        accepted = self.queue.put(batch)
-        with self._lock:
-            self._received += len(batch)
-            self._batches += 1
-            if not accepted:
-                self._qdrop_batches += 1
-                self._qdrop_packets += len(batch)
+    def _hand_on(self, batches: list[FrameBatch]) -> None:
+        for batch in batches:
+            accepted = self.queue.put(batch)
+            with self._lock:
+                self._received += len(batch)
+                self._batches += 1
+                if not accepted:
+                    self._qdrop_batches += 1
+                    self._qdrop_packets += len(batch)
 
     def _run(self) -> None:
         reader = self._reader
@@ -167,9 +168,9 @@ class LiveCapture:
                     or reader.pending_bytes >= self.batch_bytes
                     or now - first_at >= self.batch_timeout_s
                 ):
-                    self._hand_on(reader.take())
+                    self._hand_on(reader.take(self.batch_packets))
             if reader.pending:
-                self._hand_on(reader.take())
+                self._hand_on(reader.take(self.batch_packets))
         except BaseException as exc:  # noqa: BLE001 - kept for the owner, thread ends
             self.error = (exc if isinstance(exc, LiveCaptureError)
                           else LiveCaptureError(self.iface, f"capture stopped: {exc}"))
@@ -236,10 +237,11 @@ class ScapyReader:
             self.pending_bytes += len(raw)
             deadline = min(deadline, time.monotonic())  # got data: drain what is ready, go
 
-    def take(self) -> FrameBatch:
+    def take(self, max_packets: int) -> list[FrameBatch]:
+        """Everything pending as one batch (``fill`` never reads more than a batch)."""
         batch = FrameBatch.from_frames(self._frames, np.asarray(self._ts), self.linktype)
         self._frames, self._ts, self.pending_bytes = [], [], 0
-        return batch
+        return [batch]
 
     def wake(self) -> None:
         """Nothing to do: ``fill`` returns within 50 ms."""

@@ -42,6 +42,7 @@ TPACKET_V3 = 2
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SO_TIMESTAMPNS = 35
+PACKET_AUXDATA = 8
 SIOCGIFHWADDR = 0x8927
 PACKET_OUTGOING = 4
 TP_STATUS_USER = 1
@@ -200,10 +201,11 @@ def _drain_ring(ring, block_size, block_nr, block, snaplen, skip_outgoing,
             if not (skip_outgoing and pkttype == 4):
                 n = min(caplen, np.int64(snaplen))
                 if (status & 0x10) != 0 and n >= 12:  # reinsert the VLAN tag the NIC removed
-                    tci = _u32(ring, p + 28) & 0xFFFF
+                    n = min(caplen, np.int64(snaplen) - 4)
+                    tci = _u32(ring, p + 32) & 0xFFFF  # hv1.tp_vlan_tci
                     tpid = np.int64(0x8100)
                     if (status & 0x40) != 0:
-                        tpid = _u32(ring, p + 32) & 0xFFFF
+                        tpid = _u32(ring, p + 36) & 0xFFFF  # hv1.tp_vlan_tpid
                     data[pos : pos + 12] = ring[mac : mac + 12]
                     data[pos + 12] = tpid >> 8
                     data[pos + 13] = tpid & 0xFF
@@ -289,13 +291,18 @@ class RingReader:
             self.pending, self.max_count, self.max_pos)
         return self.pending - before
 
-    def take(self) -> FrameBatch:
-        n = self.pending
-        batch = FrameBatch(self.data[: self.pos].copy(), self.offsets[: n + 1].copy(),
-                           self.ts[:n].copy(), self.wire[:n].copy(),
-                           np.full(n, self.linktype, np.uint16))
+    def take(self, max_packets: int) -> list[FrameBatch]:
+        """Everything pending, in batches of at most ``max_packets`` frames (a ring block
+        may hold more frames than one batch)."""
+        out = []
+        for a in range(0, self.pending, max_packets):
+            b = min(a + max_packets, self.pending)
+            lo, hi = int(self.offsets[a]), int(self.offsets[b])
+            out.append(FrameBatch(self.data[lo:hi].copy(), self.offsets[a : b + 1] - lo,
+                                  self.ts[a:b].copy(), self.wire[a:b].copy(),
+                                  np.full(b - a, self.linktype, np.uint16)))
         self.pos = self.pending = 0
-        return batch
+        return out
 
     def wake(self) -> None:
         self.waker.wake()
@@ -317,11 +324,13 @@ class SocketReader:
         self.sock, self.linktype, self.snaplen = sock, linktype, snaplen
         self.skip_outgoing, self.batch_packets = loopback, batch_packets
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # wire length and VLAN tag
         sock.setblocking(False)
         self.waker = _Waker(sock.fileno())
         self.kernel_drops = _KernelDrops(sock, 8)
         self._frames: list[bytes] = []
         self._ts: list[float] = []
+        self._wire: list[int] = []
         self.pending_bytes = 0
 
     @property
@@ -339,22 +348,35 @@ class SocketReader:
         got = 0
         for _ in range(room):
             try:
-                data, anc, _flags, addr = recvmsg(self.snaplen, 64)
+                data, anc, _flags, addr = recvmsg(self.snaplen, 96)
             except BlockingIOError:
                 break
             if self.skip_outgoing and addr[2] == PACKET_OUTGOING:
                 continue
-            sec, nsec = struct.unpack("qq", anc[0][2]) if anc else (0, 0)
-            frames.append(data)
-            stamps.append(sec + nsec * 1e-9)
+            stamp, wire = 0.0, len(data)
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack_from("qq", value)
+                    stamp = sec + nsec * 1e-9
+                elif level == SOL_PACKET and kind == PACKET_AUXDATA:
+                    status, wire, _, _, _, tci, tpid = struct.unpack_from("IIIHHHH", value)
+                    if status & TP_STATUS_VLAN_VALID and len(data) >= 12:
+                        tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                        data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+                        wire += 4
+            frames.append(data[: self.snaplen])
+            stamps.append(stamp)
+            self._wire.append(wire)
             self.pending_bytes += len(data)
             got += 1
         return got
 
-    def take(self) -> FrameBatch:
-        batch = FrameBatch.from_frames(self._frames, np.asarray(self._ts), self.linktype)
-        self._frames, self._ts, self.pending_bytes = [], [], 0
-        return batch
+    def take(self, max_packets: int) -> list[FrameBatch]:
+        """Everything pending as one batch (``fill`` never reads more than a batch)."""
+        batch = FrameBatch.from_frames(self._frames, np.asarray(self._ts), self.linktype,
+                                       self._wire)
+        self._frames, self._ts, self._wire, self.pending_bytes = [], [], [], 0
+        return [batch]
 
     def wake(self) -> None:
         self.waker.wake()
