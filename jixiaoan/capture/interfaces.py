@@ -90,10 +90,11 @@ def capture_permission_problem() -> str | None:
 def vendor_for_mac(mac: str) -> str:
     """Vendor name from scapy's OUI table; '' when unknown, for locally administered or
     group addresses, or when the table is missing."""
+    mac = mac.replace("-", ":").lower()
     if not mac:
         return ""
     try:
-        first = int(mac.replace("-", ":").split(":")[0], 16)
+        first = int(mac.split(":")[0], 16)
     except ValueError:
         return ""
     if first & 0x03:  # locally administered (random MACs of phones) or multicast
