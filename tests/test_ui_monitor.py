@@ -1,0 +1,130 @@
+"""Monitor window filling from a store being written by a (fake) session."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PyQt5.QtCore import Qt  # noqa: E402
+from ui_fakes import FakeSession  # noqa: E402
+
+from jixiaoan.config import Config  # noqa: E402
+from jixiaoan.runtime.options import MonitorOptions  # noqa: E402
+from jixiaoan.storage.store import StoreReader  # noqa: E402
+from jixiaoan.ui.hexdump import HexDumpDialog, hex_dump  # noqa: E402
+from jixiaoan.ui.monitor import MonitorWindow  # noqa: E402
+from jixiaoan.ui.packet_model import MALICIOUS_BACKGROUND  # noqa: E402
+from jixiaoan.ui.session_control import SessionController  # noqa: E402
+
+
+@pytest.fixture
+def running(qtbot, tmp_path):
+    """A monitor window showing a fake session that writes 5 x 400 packets."""
+    sessions: list[FakeSession] = []
+
+    def factory(cfg, options):
+        sessions.append(FakeSession(cfg, options))
+        return sessions[-1]
+
+    controller = SessionController(factory)
+    window = MonitorWindow(Config(), controller=controller, poll_ms=50)
+    qtbot.addWidget(window)
+    window.show()
+    options = MonitorOptions(iface="fake0", db_path=str(tmp_path / "db.sqlite3"))
+    assert window.start_monitoring(options)
+    qtbot.waitUntil(lambda: bool(sessions) and sessions[0].done.is_set(), timeout=10_000)
+    yield window, sessions[0]
+    window.shutdown()
+
+
+def _rows(window):
+    return {t: tab.model.rowCount() for t, tab in window.device_tabs.items()}
+
+
+def test_monitor_fills_from_the_store(running, qtbot):
+    window, session = running
+    reader = StoreReader(session.options.db_path)
+    expected = {d.table_name: d.rows_total for d in reader.devices()}
+    qtbot.waitUntil(lambda: _rows(window) == expected, timeout=10_000)
+    assert sum(expected.values()) == session.written
+    labels = {window.tabs.tabText(i) for i in range(window.tabs.count())}
+    assert labels == {"All malicious packets", "camera", "plug"}
+    bad = sum(d.rows_malicious for d in reader.devices())
+    qtbot.waitUntil(lambda: window.malicious_model.rowCount() == bad, timeout=5000)
+    tab = next(iter(window.device_tabs.values()))
+    assert "malicious of" in tab.total_label.text()
+    window._refresh_status()
+    assert "1,234 pkt/s" in window.pps_label.text()
+    assert "drops 7" in window.drops_label.text()
+    assert "fake-model" in window.model_label.text()
+    reader.close()
+
+
+def test_malicious_rows_are_red(running, qtbot):
+    window, _ = running
+    qtbot.waitUntil(lambda: sum(_rows(window).values()) > 0, timeout=10_000)
+    model = next(iter(window.device_tabs.values())).model
+    seen = {0: 0, 1: 0}
+    for r in range(model.rowCount()):
+        row = model.row_at(r)
+        brush = model.data(model.index(r, 2), Qt.BackgroundRole)
+        if row.is_bad == 1:
+            assert brush is not None and brush.color() == MALICIOUS_BACKGROUND
+            assert model.data(model.index(r, 6)) == "yes"
+            assert model.data(model.index(r, 7)) in ("ddos", "scan")
+        else:
+            assert brush is None
+        seen[row.is_bad] += 1
+    assert seen[0] and seen[1]
+
+
+def test_selection_pauses_auto_scroll(running, qtbot):
+    window, _ = running
+    tab = next(iter(window.device_tabs.values()))
+    qtbot.waitUntil(lambda: tab.model.rowCount() > 100, timeout=10_000)
+    assert tab.view.following
+    tab.view.selectRow(3)
+    assert not tab.view.following
+    before = tab.view.verticalScrollBar().value()
+    tab.view.add_rows([tab.model.row_at(0)] * 10)
+    assert tab.view.verticalScrollBar().value() == before
+    tab.view.clearSelection()
+    tab.view.scrollToBottom()
+    assert tab.view.following
+
+
+def test_double_click_shows_the_hex_dump(running, qtbot):
+    window, session = running
+    tab = next(iter(window.device_tabs.values()))
+    qtbot.waitUntil(lambda: tab.model.rowCount() > 0, timeout=10_000)
+    shown = []
+    tab.view.open_dialog = lambda row, device: shown.append(window._open_dump(row, device))
+    tab.view.doubleClicked.emit(tab.model.index(0, 0))
+    assert len(shown) == 1
+    dialog = shown[0]
+    assert isinstance(dialog, HexDumpDialog)
+    reader = StoreReader(session.options.db_path)
+    stored = reader.row(tab.info.table_name, tab.model.row_at(0).index)
+    reader.close()
+    assert stored.data and dialog.text.toPlainText() == hex_dump(stored.data)
+    assert f"packet {stored.index}" in dialog.header.text()
+
+
+def test_hex_dump_format():
+    text = hex_dump(bytes(range(0x41, 0x41 + 20)))
+    lines = text.splitlines()
+    assert lines[0].startswith("00000000  41 42 43 44 45 46 47 48  49 4a")
+    assert lines[0].endswith("|ABCDEFGHIJKLMNOP|")
+    assert lines[1].startswith("00000010  51 52 53 54")
+    assert lines[1].endswith("|QRST|")
+    assert hex_dump(b"\x00\x7f") .endswith("|..|")
+
+
+def test_clear_empties_the_views(running, qtbot):
+    window, _ = running
+    qtbot.waitUntil(lambda: sum(_rows(window).values()) > 0, timeout=10_000)
+    window.clear_views()
+    assert sum(_rows(window).values()) == 0 and window.malicious_model.rowCount() == 0
+    qtbot.wait(300)  # the poller runs on: nothing older comes back
+    assert sum(_rows(window).values()) == 0
