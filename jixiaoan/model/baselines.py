@@ -1,0 +1,336 @@
+"""Baseline detectors for the comparison with ESeT (ESET.md section 7).
+
+- :class:`KitNETDetector`: KitNET alone (unsupervised; labels only pick its threshold).
+- :class:`ClassicBaseline`: a classic machine-learning model (scikit-learn
+  ``HistGradientBoostingClassifier``) on AfterImage features plus a few header fields decoded
+  from the anonymised bytes (lengths, protocol, TTL, ports, TCP flags; never addresses).
+
+Both follow the :class:`~jixiaoan.model.verdict.Detector` contract. Their verdicts are a pure
+function of each packet's features (the session context is already inside AfterImage), so
+``predict_many`` keeps no state and how the stream is cut into batches cannot matter.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import precision_recall_curve
+
+from jixiaoan.features.batch import PAD_INDEX, FeatureBatch
+from jixiaoan.model.kitnet import KitNET
+from jixiaoan.model.persist import ModelFileError, load_model_dir, save_model_dir
+from jixiaoan.model.verdict import BENIGN, TrainingData, Verdicts
+
+MALICIOUS = "malicious"
+HEADER_FIELDS = (
+    "captured_bytes", "ip_version", "ip_length", "ip_proto", "ttl",
+    "src_port", "dst_port", "tcp_flags", "tcp_window", "icmp_type",
+)  # fmt: skip
+_IP_TYPES = (0x0800, 0x86DD)
+
+
+def _binary_classes(classes: tuple[str, ...]) -> tuple[str, ...]:
+    """Benign name of the training data plus one generic malicious class."""
+    if not classes:
+        return (BENIGN, MALICIOUS)
+    return tuple(classes) if len(classes) == 2 else (classes[0], MALICIOUS)
+
+
+def _file_weights(counts: np.ndarray, max_weight: float) -> np.ndarray:
+    """Per-packet weight of each file so every file counts about equally: the median file
+    size over the file's size, capped at ``max_weight`` (tiny files cannot dominate)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    used = counts[counts > 0]
+    if len(used) == 0:
+        return np.zeros_like(counts)
+    w = np.minimum(max_weight, np.median(used) / np.maximum(counts, 1.0))
+    return np.where(counts > 0, w, 0.0)
+
+
+# ---- header fields from the anonymised bytes --------------------------------------------------
+
+
+def header_fields(byte_idx: np.ndarray) -> np.ndarray:
+    """Decode :data:`HEADER_FIELDS` from ``FeatureBatch.byte_idx`` (n, Nb): float32 (n, 10),
+    -1 where absent. The link layer is recognised from the bytes themselves (Ethernet with its
+    zeroed MACs and optional VLAN tag, raw IP, Linux SLL / SLL2, BSD loopback)."""
+    b = np.asarray(byte_idx).astype(np.int64)
+    n, width = b.shape
+    rows = np.arange(n)
+    b = np.where(b >= PAD_INDEX, -1, b)
+
+    def at(off: np.ndarray | int) -> np.ndarray:
+        off = np.broadcast_to(np.asarray(off, dtype=np.int64), (n,))
+        ok = (off >= 0) & (off < width)
+        v = b[rows, np.clip(off, 0, width - 1)]
+        return np.where(ok, v, -1)
+
+    def u16(off: np.ndarray | int) -> np.ndarray:
+        hi, lo = at(off), at(np.asarray(off) + 1)
+        return np.where((hi >= 0) & (lo >= 0), hi * 256 + lo, -1)
+
+    first = at(0)
+    l3 = np.full(n, -1, np.int64)
+    ethertype = u16(12)
+    zero_macs = np.all(b[:, : min(12, width)] == 0, axis=1) if width >= 12 else np.zeros(n, bool)
+    vlan = zero_macs & np.isin(ethertype, (0x8100, 0x88A8))
+    ethertype = np.where(vlan, u16(16), ethertype)
+    eth = zero_macs & np.isin(ethertype, _IP_TYPES)
+    l3[eth] = np.where(vlan, 18, 14)[eth]
+    raw = (l3 < 0) & ((first >> 4 == 4) | (first >> 4 == 6))
+    l3[raw] = 0
+    sll2 = (l3 < 0) & np.isin(u16(0), _IP_TYPES) & np.isin(at(20) >> 4, (4, 6))
+    l3[sll2] = 20
+    sll = (l3 < 0) & (first >= 0) & (first <= 4) & np.isin(u16(14), _IP_TYPES)
+    l3[sll] = 16
+    family = (first, at(3))
+    loop = (
+        (l3 < 0)
+        & np.isin(at(4) >> 4, (4, 6))
+        & (np.isin(family[0], (2, 24, 28, 30)) | np.isin(family[1], (2, 24, 28, 30)))
+    )
+    l3[loop] = 4
+
+    version = np.where(l3 >= 0, at(l3) >> 4, -1)
+    v4, v6 = version == 4, version == 6
+    ihl = at(l3) & 0x0F
+    length = np.where(v4, u16(l3 + 2), np.where(v6, u16(l3 + 4) + 40, -1))
+    proto = np.where(v4, at(l3 + 9), np.where(v6, at(l3 + 6), -1))
+    ttl = np.where(v4, at(l3 + 8), np.where(v6, at(l3 + 7), -1))
+    first_fragment = ~v4 | ((u16(l3 + 6) & 0x1FFF) == 0)
+    l4 = np.where(v4 & (ihl >= 5), l3 + ihl * 4, np.where(v6, l3 + 40, -1))
+    l4 = np.where(first_fragment, l4, -1)
+    has_ports = (l4 >= 0) & np.isin(proto, (6, 17))
+    tcp = (l4 >= 0) & (proto == 6)
+    icmp = (l4 >= 0) & np.isin(proto, (1, 58))
+    out = np.stack(
+        [
+            (b >= 0).sum(axis=1),
+            version,
+            length,
+            proto,
+            ttl,
+            np.where(has_ports, u16(l4), -1),
+            np.where(has_ports, u16(l4 + 2), -1),
+            np.where(tcp, at(l4 + 13), -1),
+            np.where(tcp, u16(l4 + 14), -1),
+            np.where(icmp, at(l4), -1),
+        ],
+        axis=1,
+    )
+    return np.where(out < 0, -1, out).astype(np.float32)
+
+
+def classic_features(batch: FeatureBatch) -> np.ndarray:
+    """AfterImage features (non-finite values zeroed) next to :func:`header_fields`."""
+    ai = np.nan_to_num(np.asarray(batch.afterimage, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.hstack([ai, header_fields(batch.byte_idx)])
+
+
+# ---- KitNET alone -----------------------------------------------------------------------------
+
+
+class KitNETDetector:
+    """KitNET alone: fitted on every training packet (labelled or not, at most ``max_fit``,
+    drawn with per-file weights), flagging a packet when its RMSE reaches a threshold.
+
+    Threshold (``threshold_rule``): ``"f1"`` (default) takes the RMSE that maximises F1 on the
+    labelled training packets when both benign and malicious ones are labelled, otherwise it
+    falls back to ``"quantile"``: the ``benign_quantile`` quantile of the labelled benign RMSEs
+    (of all RMSEs when nothing benign is labelled). ``malicious_prob`` is a logistic of
+    ``log(rmse / threshold)`` (0.5 exactly at the threshold), ``anomaly`` is the raw RMSE.
+    Classes: the training data's benign name and one generic ``"malicious"`` class (or the
+    training classes themselves when they are already two).
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        kitnet: KitNET | None = None,
+        threshold_rule: str = "f1",
+        benign_quantile: float = 0.99,
+        max_fit: int = 400_000,
+        file_cap: float = 20.0,
+        slope: float = 4.0,
+        name: str = "kitnet",
+        **kitnet_settings: Any,
+    ) -> None:
+        if threshold_rule not in ("f1", "quantile"):
+            raise ValueError("threshold_rule must be 'f1' or 'quantile'")
+        self.name = name
+        self.classes: tuple[str, ...] = (BENIGN, MALICIOUS)
+        self.seed = seed
+        self.kitnet = kitnet
+        self.threshold_rule = threshold_rule
+        self.benign_quantile = benign_quantile
+        self.max_fit = max_fit
+        self.file_cap = file_cap
+        self.slope = slope
+        self.kitnet_settings = kitnet_settings
+        self.threshold = float("nan")
+
+    def learn_many(self, data: TrainingData) -> None:
+        """Fit KitNET (unless one was given) and choose the threshold."""
+        self.classes = _binary_classes(tuple(data.classes))
+        files = [f for f in data.files if len(f)]
+        if self.kitnet is None:
+            x = np.concatenate([f.afterimage for f in files]).astype(np.float32)
+            if len(x) > self.max_fit:
+                w = _file_weights(np.array([len(f) for f in files]), self.file_cap)
+                p = np.concatenate([np.full(len(f), wf) for f, wf in zip(files, w)])
+                rng = np.random.default_rng(self.seed)
+                x = x[np.sort(rng.choice(len(x), self.max_fit, replace=False, p=p / p.sum()))]
+            self.kitnet = KitNET(seed=self.seed, **self.kitnet_settings).fit(x)
+        scores, truth = [], []
+        for f, y, m in zip(data.files, data.labels, data.labelled):
+            m = np.asarray(m, bool)
+            if m.any():
+                scores.append(self.kitnet.score(f.afterimage[m]))
+                truth.append(np.asarray(y)[m] > 0)
+        s = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+        y = np.concatenate(truth) if truth else np.zeros(0, bool)
+        self.threshold = self._choose_threshold(s, y, files)
+
+    def _choose_threshold(self, s: np.ndarray, y: np.ndarray, files: list[FeatureBatch]) -> float:
+        if self.threshold_rule == "f1" and y.any() and (~y).any():
+            precision, recall, thresholds = precision_recall_curve(y, s)
+            f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+            return float(thresholds[int(np.argmax(f1[:-1]))])
+        benign = (
+            s[~y]
+            if (~y).any()
+            else np.concatenate([self.kitnet.score(f.afterimage) for f in files])
+        )
+        return float(np.quantile(benign, self.benign_quantile))
+
+    def predict_many(self, batch: FeatureBatch) -> Verdicts:
+        """Verdicts from the KitNET RMSE of each packet (stateless)."""
+        if self.kitnet is None or not np.isfinite(self.threshold):
+            raise RuntimeError(f"{self.name}: learn_many has not run")
+        rmse = self.kitnet.score(batch.afterimage) if len(batch) else np.zeros(0, np.float32)
+        ratio = np.maximum(rmse.astype(np.float64), 1e-30) / max(self.threshold, 1e-30)
+        z = np.clip(self.slope * np.log(ratio), -60.0, 60.0)
+        prob = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        label = (rmse >= self.threshold).astype(np.int16)
+        return Verdicts(prob, label, self.classes, anomaly=rmse.astype(np.float32))
+
+    def reset(self) -> None:
+        """Nothing to forget: verdicts are per packet."""
+
+    def save(self, out_dir: str | os.PathLike) -> None:
+        """Model directory (persist.py) with the KitNET and the threshold."""
+        if self.kitnet is None:
+            raise RuntimeError(f"{self.name}: nothing to save before learn_many")
+        tensors, config = self.kitnet.state("kitnet")
+        card = {
+            "kind": "kitnet-detector",
+            "name": self.name,
+            "classes": list(self.classes),
+            "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "slope": self.slope,
+            "kitnet": config,
+        }
+        save_model_dir(out_dir, tensors, card)
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike) -> KitNETDetector:
+        """Read a directory written by :meth:`save`."""
+        tensors, card = load_model_dir(model_dir)
+        if card.get("kind") != "kitnet-detector":
+            raise ModelFileError(f"{model_dir}: not a KitNET detector ({card.get('kind')!r})")
+        det = cls(kitnet=KitNET.from_state(tensors, card["kitnet"], "kitnet"), name=card["name"])
+        det.classes = tuple(card["classes"])
+        det.threshold = float(card["threshold"])
+        det.threshold_rule = card["threshold_rule"]
+        det.slope = float(card["slope"])
+        return det
+
+
+# ---- classic machine learning -----------------------------------------------------------------
+
+
+class ClassicBaseline:
+    """Gradient-boosted trees on :func:`classic_features`, trained on the labelled packets only.
+
+    Each labelled packet is weighted so every file counts about equally (the median labelled
+    count over the file's, capped at ``file_cap``); at most ``max_train`` labelled packets are
+    used (seeded draw). The label is benign when ``P(benign) >= 0.5``, else the most likely
+    attack class, so ``is_malicious`` always agrees with ``malicious_prob > 0.5``.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        max_iter: int = 100,
+        learning_rate: float = 0.1,
+        max_leaf_nodes: int = 31,
+        file_cap: float = 20.0,
+        max_train: int = 400_000,
+        name: str = "classic",
+    ) -> None:
+        self.name = name
+        self.classes: tuple[str, ...] = (BENIGN, MALICIOUS)
+        self.seed = seed
+        self.file_cap = file_cap
+        self.max_train = max_train
+        self.model = HistGradientBoostingClassifier(
+            max_iter=max_iter,
+            learning_rate=learning_rate,
+            max_leaf_nodes=max_leaf_nodes,
+            early_stopping=False,
+            random_state=seed,
+        )
+        self._columns: np.ndarray | None = None  # class index of each model output column
+        self._constant: int | None = None  # the only class seen, when there was just one
+
+    def learn_many(self, data: TrainingData) -> None:
+        """Fit on the labelled packets of ``data`` (unlabelled ones are ignored)."""
+        self.classes = tuple(data.classes) if data.classes else (BENIGN, MALICIOUS)
+        counts = np.array([int(np.asarray(m, bool).sum()) for m in data.labelled])
+        weights = _file_weights(counts, self.file_cap)
+        xs, ys, ws = [], [], []
+        for f, y, m, w in zip(data.files, data.labels, data.labelled, weights):
+            m = np.asarray(m, bool)
+            if m.any():
+                xs.append(classic_features(f.take(np.flatnonzero(m))))
+                ys.append(np.asarray(y)[m].astype(np.int64))
+                ws.append(np.full(int(m.sum()), w))
+        if not xs:
+            raise ValueError(f"{self.name}: no labelled packets to learn from")
+        X, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
+        if len(y) > self.max_train:
+            rng = np.random.default_rng(self.seed)
+            pick = np.sort(rng.choice(len(y), self.max_train, replace=False))
+            X, y, w = X[pick], y[pick], w[pick]
+        seen = np.unique(y)
+        self._constant = int(seen[0]) if len(seen) == 1 else None
+        if self._constant is None:
+            self.model.fit(X, y, sample_weight=w / w.mean())
+            self._columns = np.asarray(self.model.classes_, dtype=np.int64)
+
+    def predict_proba(self, batch: FeatureBatch) -> np.ndarray:
+        """Class probabilities, float32 (n, len(classes))."""
+        n, c = len(batch), len(self.classes)
+        probs = np.zeros((n, c), np.float32)
+        if self._constant is not None:
+            probs[:, self._constant] = 1.0
+        elif self._columns is None:
+            raise RuntimeError(f"{self.name}: learn_many has not run")
+        elif n:
+            probs[:, self._columns] = self.model.predict_proba(classic_features(batch))
+        return probs
+
+    def predict_many(self, batch: FeatureBatch) -> Verdicts:
+        """Verdicts per packet (stateless)."""
+        probs = self.predict_proba(batch)
+        malicious = np.clip(1.0 - probs[:, 0], 0.0, 1.0).astype(np.float32)
+        attack = 1 + np.argmax(probs[:, 1:], axis=1) if probs.shape[1] > 1 else np.zeros(len(probs))
+        label = np.where(malicious > 0.5, attack, 0).astype(np.int16)
+        return Verdicts(malicious, label, self.classes)
+
+    def reset(self) -> None:
+        """Nothing to forget: verdicts are per packet."""
