@@ -29,15 +29,16 @@ def stream(model: DET, batch: FeatureBatch, cuts: np.ndarray, **kw) -> np.ndarra
     )
 
 
+@pytest.mark.parametrize("engine", ["numba", "torch"])
 @pytest.mark.parametrize("n_cuts", [0, 3, 40, "every"])
-def test_stream_equals_offline(setup, n_cuts):
+def test_stream_equals_offline(setup, n_cuts, engine):
     model, batch, offline = setup
     n = len(batch)
     if n_cuts == "every":
         cuts = np.arange(1, n)
     else:
         cuts = np.random.default_rng(n_cuts).choice(np.arange(1, n), n_cuts, replace=False)
-    out = stream(model, batch, cuts)
+    out = stream(model, batch, cuts, engine=engine)
     assert out.shape == offline.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, offline, atol=1e-5)
 
@@ -50,6 +51,11 @@ def test_order_of_other_sessions_in_a_batch_does_not_matter(setup):
     perm = np.lexsort((np.arange(len(batch)), key))
     out = DETStream(model, threads=1).predict_proba(batch.take(perm))
     np.testing.assert_allclose(out, offline[perm], atol=1e-5)
+
+
+def test_unknown_engine_is_refused(setup):
+    with pytest.raises(ValueError):
+        DETStream(setup[0], threads=1, engine="onnx")
 
 
 def test_reset_forgets_context(setup):

@@ -11,11 +11,13 @@ a forgotten session that comes back restarts without context.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
 from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.det import DET, session_order
+from jixiaoan.model.det_kernels import band_attention
 
 INITIAL_SLOTS = 1024
 
@@ -24,13 +26,22 @@ class DETStream:
     """Stateful per-packet DET inference with bounded per-session caches."""
 
     def __init__(
-        self, model: DET, max_sessions: int = 50_000, idle_s: float = 300.0, threads: int = 2
+        self,
+        model: DET,
+        max_sessions: int = 50_000,
+        idle_s: float = 300.0,
+        threads: int = 2,
+        engine: str = "numba",
     ):
+        if engine not in ("numba", "torch"):
+            raise ValueError(f"unknown engine {engine!r}")
+        self.engine = engine
         self.model = model.eval()
         self.max_sessions = max_sessions
         self.idle_s = idle_s
         if threads:
             torch.set_num_threads(threads)
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         self.reset()
 
     # ----- state ----------------------------------------------------------------------------
@@ -132,36 +143,24 @@ class DETStream:
         tok_slot = np.repeat(slots, sizes)
         tok_seen = np.repeat(seen, sizes)
 
-        # neighbour index into a pool = [batch tokens (session-major) ; gathered cache rows]
+        # neighbour codes: >= 0 a batch token (session-major), -1 none, <= -2 a cache row
         ring, w = self._ring, cfg.window
         offs = np.arange(-(w - 1), 1)
         prev_rank = rank[:, None] + offs[None, :]  # (n, W)
-        nbr = np.arange(n)[:, None] + offs[None, :]
+        codes = np.arange(n)[:, None] + offs[None, :]
         total = tok_seen[:, None] + prev_rank
         from_cache = (prev_rank < 0) & (total >= 0)
-        valid = (prev_rank >= 0) | from_cache
-        cache_rows = (tok_slot[:, None] * ring + total % ring)[from_cache]
-        nbr[from_cache] = n + np.arange(len(cache_rows))
-        nbr[~valid] = 0
-        nbr_t = torch.from_numpy(nbr)
-        valid_t = torch.from_numpy(valid)
-        rows_t = torch.from_numpy(cache_rows)
+        codes[from_cache] = -2 - (tok_slot[:, None] * ring + total % ring)[from_cache]
+        codes[(prev_rank < 0) & (total < 0)] = -1
         # tokens that are among their session's last ring entries after this batch
         last = rank >= np.repeat(sizes, sizes) - ring
-        write_rows = torch.from_numpy(tok_slot[last] * ring + (tok_seen[last] + rank[last]) % ring)
-        write_tok = torch.from_numpy(np.flatnonzero(last))
-
-        b = torch.from_numpy(batch.byte_idx[order].astype(np.int64))
-        x = model.embed_bytes_table(b, self._table)
-        x = model.fuse(x, torch.from_numpy(batch.freq[order]), torch.from_numpy(batch.pos[order]))
-        for li, layer in enumerate(model.layers):
-            q, k, v = layer.project(x)
-            k_pool = torch.cat([k, self._k[li][rows_t]])
-            v_pool = torch.cat([v, self._v[li][rows_t]])
-            a = layer.attend(q, k_pool[nbr_t], v_pool[nbr_t], valid_t)
-            self._k[li].index_copy_(0, write_rows, k[write_tok])
-            self._v[li].index_copy_(0, write_rows, v[write_tok])
-            x = layer.finish(x, a)
+        writes = (
+            torch.from_numpy(tok_slot[last] * ring + (tok_seen[last] + rank[last]) % ring),
+            torch.from_numpy(np.flatnonzero(last)),
+        )
+        x = self._embed(batch, order)
+        layers = self._layers_numba if self.engine == "numba" else self._layers_torch
+        x = layers(x, codes, writes)
         probs = torch.softmax(model.head(x), dim=-1).numpy()
 
         self._count[slots] += sizes
@@ -170,6 +169,59 @@ class DETStream:
         out = np.empty_like(probs)
         out[order] = probs
         return out
+
+    def _embed(self, batch: FeatureBatch, order: np.ndarray) -> torch.Tensor:
+        model = self.model
+        x = model.embed_bytes_table(
+            torch.from_numpy(batch.byte_idx[order].astype(np.int64)), self._table
+        )
+        freq, pos = torch.from_numpy(batch.freq[order]), torch.from_numpy(batch.pos[order])
+        return model.fuse(x, freq, pos)
+
+    def _layers_torch(self, x: torch.Tensor, codes: np.ndarray, writes) -> torch.Tensor:
+        """Reference path: gather neighbours into a pool [batch tokens ; cache rows]."""
+        n = len(x)
+        from_cache = codes <= -2
+        rows = torch.from_numpy(-2 - codes[from_cache])
+        nbr = codes.copy()
+        nbr[from_cache] = n + np.arange(len(rows))
+        valid = torch.from_numpy(nbr >= 0)
+        nbr_t = torch.from_numpy(np.maximum(nbr, 0))
+        for li, layer in enumerate(self.model.layers):
+            q, k, v = layer.project(x)
+            k_pool = torch.cat([k, self._k[li][rows]])
+            v_pool = torch.cat([v, self._v[li][rows]])
+            a = layer.attend(q, k_pool[nbr_t], v_pool[nbr_t], valid)
+            self._k[li].index_copy_(0, writes[0], k[writes[1]])
+            self._v[li].index_copy_(0, writes[0], v[writes[1]])
+            x = layer.finish(x, a)
+        return x
+
+    def _layers_numba(self, x: torch.Tensor, codes: np.ndarray, writes) -> torch.Tensor:
+        """Fast path: attention reads neighbours from a pool in place (numba kernel)."""
+        n = len(x)
+        from_cache = codes <= -2
+        rows = torch.from_numpy(-2 - codes[from_cache])
+        nbr = codes.copy()
+        nbr[from_cache] = n + np.arange(len(rows))
+        first = (nbr < 0).sum(axis=1)
+        nbr[nbr < 0] = 0
+        for li, layer in enumerate(self.model.layers):
+            q, k, v = layer.project(x)
+            k_pool = torch.cat([k, self._k[li].index_select(0, rows)])
+            v_pool = torch.cat([v, self._v[li].index_select(0, rows)])
+            a = band_attention(
+                q.contiguous().numpy(),
+                k_pool.numpy(),
+                v_pool.numpy(),
+                nbr,
+                first,
+                layer.n_heads,
+            )
+            self._k[li].index_copy_(0, writes[0], k.index_select(0, writes[1]))
+            self._v[li].index_copy_(0, writes[0], v.index_select(0, writes[1]))
+            x = layer.finish(x, torch.from_numpy(a))
+        return x
 
     @property
     def n_sessions(self) -> int:
