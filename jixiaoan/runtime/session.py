@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from jixiaoan.alerts.mailer import MailerStats
 from jixiaoan.alerts.policy import AlertEvent
 from jixiaoan.alerts.setup import Alerting
 from jixiaoan.capture.queues import FrameQueue
@@ -97,6 +98,7 @@ class MonitorSession:
         self._sample: tuple[float, int, int, int] | None = None
         self._stopped = False
         self.tick_callbacks: list[Callable[[], None]] = []
+        self._final_mail: MailerStats | None = None
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -206,6 +208,7 @@ class MonitorSession:
                 mailer = self.alerting.mailer
                 if mailer is not None:
                     mailer.stop(timeout=self.options.mail_stop_timeout_s)
+                    self._final_mail = mailer.stats()
                 self.alerting.close()
 
     def __enter__(self) -> MonitorSession:
@@ -237,6 +240,13 @@ class MonitorSession:
                 return False
             time.sleep(poll_s)
         return True
+
+    def mail_stats(self) -> MailerStats:
+        """The e-mail sender's counters (kept after stop; all zero when mail is off)."""
+        mailer = self.alerting.mailer if self.alerting is not None else None
+        if mailer is not None:
+            return mailer.stats()
+        return self._final_mail or MailerStats()
 
     def add_alert_callback(self, callback: Callable[[AlertEvent], None]) -> None:
         """Call ``callback(event)`` for every alert (on the engine or timer thread)."""
@@ -347,8 +357,7 @@ class MonitorSession:
         assert self.alerting is not None
         captured, kernel = self._capture_counters()
         q, w, s = self.queue.counters(), self.worker.counters(), self.store.counters()
-        mailer = self.alerting.mailer
-        mail = mailer.stats() if mailer is not None else None
+        mail = self.mail_stats()
         snap = self.alerting.tracker.snapshot(self._capture_now())
         devices = list(self.engine.devices)
         rows = []
@@ -392,11 +401,11 @@ class MonitorSession:
             dropped_engine=w.engine_dropped,
             dropped_store=s.packets_dropped,
             alerts_fired=self.alerting.monitor.alerts_fired,
-            mails_sent=mail.sent if mail else 0,
-            mails_failed=mail.failed if mail else 0,
-            mails_queued=mail.queued if mail else 0,
-            mails_dropped=mail.dropped if mail else 0,
-            last_mail_error=mail.last_error if mail else "",
+            mails_sent=mail.sent,
+            mails_failed=mail.failed,
+            mails_queued=mail.queued,
+            mails_dropped=mail.dropped,
+            last_mail_error=mail.last_error,
             latency_p50_s=self.latency.percentile(50),
             latency_p99_s=self.latency.percentile(99),
             errors=errors,
