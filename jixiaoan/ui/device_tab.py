@@ -99,15 +99,25 @@ class DeviceTab(QWidget):
         self.instant_label = QLabel("now: -")
         self.total_label = QLabel("total: -")
         for lab in (self.instant_label, self.total_label):
-            lab.setStyleSheet("font-weight: bold; padding: 0 8px;")
+            self._style(lab, False)
         top.addWidget(self.title, 1)
         top.addWidget(self.instant_label)
         top.addWidget(self.total_label)
         layout.addLayout(top)
-        splitter = QSplitter(Qt.Vertical)
+        self.splitter = QSplitter(Qt.Vertical)
         self.model = PacketTableModel(capacity)
         self.view = PacketTableView(self.model)
-        splitter.addWidget(self.view)
+        self.splitter.addWidget(self.view)
+        layout.addWidget(self.splitter)
+        self.pps_plot = self.share_plot = None
+        self.pps_curve = self.share_curve = None
+        self.set_info(info)
+
+    def ensure_charts(self) -> None:
+        """Build the two charts (on first show: pyqtgraph widgets cost tens of ms each, and a
+        capture can bring dozens of devices at once)."""
+        if self.pps_plot is not None:
+            return
         charts = QWidget()
         row = QHBoxLayout(charts)
         row.setContentsMargins(0, 0, 0, 0)
@@ -119,17 +129,38 @@ class DeviceTab(QWidget):
             pen=pg.mkPen((200, 30, 30), width=2), connect="finite")
         row.addWidget(self.pps_plot)
         row.addWidget(self.share_plot)
-        splitter.addWidget(charts)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
-        layout.addWidget(splitter)
-        self.set_info(info)
+        self.splitter.addWidget(charts)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.redraw_charts()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.ensure_charts()
+        self.refresh_labels()
+        super().showEvent(event)
+
+    def _style(self, label: QLabel, alarming: bool) -> None:
+        """Red bold text while alarming (the style sheet is only touched on a change:
+        re-polishing a widget is slow)."""
+        if label.property("alarming") is alarming:
+            return
+        label.setProperty("alarming", alarming)
+        label.setStyleSheet("font-weight: bold; padding: 0 8px;"
+                            + (" color: #b00000;" if alarming else ""))
 
     def set_info(self, info: DeviceInfo) -> None:
-        """New counters for the device: title and total label."""
+        """New counters for the device (labels follow when the tab is shown)."""
         self.info = info
+        if self.isVisible():
+            self.refresh_labels()
+
+    def refresh_labels(self) -> None:
+        """Title, 'now' and 'total' labels from the latest counters."""
+        info = self.info
         parts = [p for p in (info.ip, info.mac, info.vendor) if p]
-        self.title.setText(f"<b>{info.name or info.ip or info.mac}</b>  " + "  ".join(parts))
+        title = f"<b>{info.name or info.ip or info.mac}</b>  " + "  ".join(parts)
+        if self.title.text() != title:
+            self.title.setText(title)
         classified = info.rows_total - info.rows_unclassified
         if classified:
             share = info.rows_malicious / classified
@@ -137,23 +168,21 @@ class DeviceTab(QWidget):
                 f"total: {info.rows_malicious:,} malicious of {info.rows_total:,} ({share:.1%})")
         else:
             self.total_label.setText(f"total: {info.rows_total:,} packets, none classified")
-        self.total_label.setStyleSheet(
-            "font-weight: bold; padding: 0 8px;"
-            + (" color: #b00000;" if info.rows_malicious else ""))
-
-    def add_sample(self, wall: float, info: DeviceInfo) -> None:
-        """Counters of one poll tick: updates history and the 'now' label."""
-        self.history.add(wall, info)
+        self._style(self.total_label, info.rows_malicious > 0)
         pps, share = self.history.instant()
         share_text = f"{share:.1%} malicious" if share is not None else "no verdicts"
         self.instant_label.setText(f"now: {pps:,.0f} pkt/s, {share_text}")
-        alarming = share is not None and share > 0
-        self.instant_label.setStyleSheet(
-            "font-weight: bold; padding: 0 8px;" + (" color: #b00000;" if alarming else ""))
+        self._style(self.instant_label, share is not None and share > 0)
+
+    def add_sample(self, wall: float, info: DeviceInfo) -> None:
+        """Counters of one poll tick: history, and the labels when shown."""
+        self.history.add(wall, info)
         self.set_info(info)
 
     def redraw_charts(self) -> None:
         """Push the history into the charts (called about once a second)."""
+        if self.pps_curve is None:
+            return
         t, pps, share = self.history.series()
         self.pps_curve.setData(t, pps)
         self.share_curve.setData(t, share)

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from PyQt5.QtCore import QSettings, Qt, QTimer
+from PyQt5.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt5.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar
 
 from jixiaoan.config import Config
@@ -23,6 +23,7 @@ from jixiaoan.ui.poller import PollerThread, PollResult
 from jixiaoan.ui.session_control import SessionController
 
 WINDOW_ROWS = 5000
+NEW_TABS_PER_TICK = 4  # building a device tab costs ~10 ms of GUI time; a capture may bring 64
 
 
 def ui_settings() -> QSettings:
@@ -32,6 +33,8 @@ def ui_settings() -> QSettings:
 
 class MonitorWindow(QMainWindow):
     """Shows what a MonitorSession writes into its store; see the package docstring."""
+
+    forget_tables = pyqtSignal(object)  # to the poller: tables still without a tab
 
     def __init__(self, cfg: Config, options: Any = None,
                  controller: SessionController | None = None, config_path: str | None = None,
@@ -120,6 +123,7 @@ class MonitorWindow(QMainWindow):
         self.reader = StoreReader(db_path)
         self.poller = PollerThread(db_path, WINDOW_ROWS, self.poll_ms)
         self.poller.poller.polled.connect(self.on_poll)
+        self.forget_tables.connect(self.poller.poller.forget_tables)
 
     def detach_store(self) -> None:
         """Stop polling the current store."""
@@ -138,7 +142,13 @@ class MonitorWindow(QMainWindow):
         if self.paused:
             return
         bad: list = []
+        new_tabs, later = 0, []
         for tp in result.tables:
+            if tp.device.table_name not in self.device_tabs:
+                if new_tabs >= NEW_TABS_PER_TICK:
+                    later.append(tp.device.table_name)
+                    continue
+                new_tabs += 1
             tab = self._tab_for(tp.device)
             tab.add_sample(result.wall, tp.device)
             if tp.rows or tp.reset:
@@ -147,6 +157,8 @@ class MonitorWindow(QMainWindow):
             bad.extend((label, tp.device.table_name, r) for r in tp.rows if r.is_bad == 1)
         if bad:
             self.malicious_view.add_rows(bad)
+        if later:
+            self.forget_tables.emit(later)
 
     def _tab_for(self, info) -> DeviceTab:
         tab = self.device_tabs.get(info.table_name)

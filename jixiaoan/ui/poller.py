@@ -70,6 +70,13 @@ class StorePoller(QObject):
             self._reader.close()
             self._reader = None
 
+    @pyqtSlot(object)
+    def forget_tables(self, tables: list[str]) -> None:
+        """Treat these tables as unseen: the next tick fetches their newest window again
+        (the GUI had no view for them yet)."""
+        for t in tables:
+            self._last.pop(t, None)
+
     @pyqtSlot()
     def skip_to_newest(self) -> None:
         """From the next tick on, only rows newer than the newest one now (after Clear)."""

@@ -1,0 +1,131 @@
+"""GUI responsiveness during a replay: event-loop latency and memory.
+
+A QTimer at 10 ms measures its own lateness on the GUI thread while the monitor window shows a
+MonitorSession replaying a capture as fast as it can (speed 0). Prints packets/s through the
+pipeline, the timer's lateness (p50, p99, max, count over 50 ms) and the process's RSS.
+
+    .venv/bin/python benchmarks/bench_gui.py [--pcap FILE] [--model DIR] [--seconds 60]
+
+Default capture: the bundled demo (assets/demo/*.pcap); default model: models/default when
+present. Runs offscreen unless DISPLAY is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def rss_mib() -> float:
+    """Resident memory of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pcap", help="capture to replay (default: the bundled demo)")
+    p.add_argument("--model", help="model folder (default: models/default when present)")
+    p.add_argument("--no-model", action="store_true", help="replay without classification")
+    p.add_argument("--seconds", type=float, default=120.0, help="stop after this long")
+    p.add_argument("--interval-ms", type=int, default=10, help="probe timer interval")
+    args = p.parse_args(argv)
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PyQt5.QtCore import QElapsedTimer, QTimer
+    from PyQt5.QtWidgets import QApplication
+
+    from jixiaoan.config import Config
+    from jixiaoan.runtime.options import MonitorOptions
+    from jixiaoan.ui.app import bundled_model, demo_capture
+    from jixiaoan.ui.monitor import MonitorWindow
+
+    pcap = args.pcap or (str(demo_capture()) if demo_capture() else None)
+    if not pcap:
+        print("no capture: pass --pcap (the bundled demo is missing)", file=sys.stderr)
+        return 2
+    model = None if args.no_model else (args.model or (
+        str(bundled_model()) if bundled_model() else None))
+    app = QApplication.instance() or QApplication(["bench_gui"])
+    cfg = Config()
+    cfg.alerts.popup = True
+    window = MonitorWindow(cfg)
+    window.resize(1280, 800)
+    window.show()
+    rss0 = rss_mib()
+    lateness: list[float] = []
+    clock = QElapsedTimer()
+    clock.start()
+    expected = [clock.nsecsElapsed()]
+    probe = QTimer()
+    probe.setTimerType(0)  # Qt.PreciseTimer
+
+    def tick() -> None:
+        now = clock.nsecsElapsed()
+        late = max(0.0, (now - expected[0]) / 1e6 - args.interval_ms)
+        lateness.append(late)
+        if late > 50:
+            stalls.append((now / 1e9, late))
+        expected[0] = now
+
+    probe.timeout.connect(tick)
+    rss_peak = [rss0]
+    stalls: list[tuple[float, float]] = []
+    state = {"t0": None, "t1": None, "status": None}
+
+    def watch() -> None:
+        rss_peak[0] = max(rss_peak[0], rss_mib())
+        st = window.controller.status()
+        if st is not None:
+            state["status"] = st
+            if state["t0"] is None and st.captured:
+                state["t0"] = time.monotonic()
+            if st.finished:
+                state["t1"] = time.monotonic()
+                app.quit()
+
+    watcher = QTimer()
+    watcher.timeout.connect(watch)
+    watcher.start(200)
+    QTimer.singleShot(int(args.seconds * 1000), app.quit)
+    options = MonitorOptions(replay=pcap, speed=0.0, model_dir=model)
+    start = time.monotonic()
+    window.start_monitoring(options)
+    probe.start(args.interval_ms)
+    app.exec_()
+    probe.stop()
+    st = state["status"]
+    wall = (state["t1"] or time.monotonic()) - start
+    window.shutdown()
+    lat = np.asarray(lateness[5:] or [0.0])
+    packets = st.classified if st else 0
+    print(f"capture: {pcap}")
+    print(f"model: {model or 'none'}; finished: {bool(st and st.finished)}")
+    print(f"packets classified: {packets:,} in {wall:.2f} s wall (start to finished) "
+          f"= {packets / wall if wall > 0 else 0:,.0f} pkt/s; rows stored "
+          f"{st.stored_rows if st else 0:,}; drops {st.dropped if st else 0:,}")
+    print(f"GUI timer ({args.interval_ms} ms) lateness over {len(lat):,} ticks: "
+          f"p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
+          f"max {lat.max():.1f} ms, ticks late > 50 ms: {(lat > 50).sum()}")
+    worst = sorted(stalls, key=lambda x: -x[1])[:5]
+    print("worst stalls (s after start: ms): "
+          + ", ".join(f"{t:.2f}: {ms:.0f}" for t, ms in sorted(worst)))
+    print(f"RSS: start {rss0:.0f} MiB, peak {rss_peak[0]:.0f} MiB, end {rss_mib():.0f} MiB")
+    rows = {t: tab.model.rowCount() for t, tab in window.device_tabs.items()}
+    print(f"device tabs: {len(rows)}, rows held: {sum(rows.values()):,} "
+          f"(+{window.malicious_model.rowCount():,} malicious view)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
