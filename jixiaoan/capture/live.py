@@ -214,6 +214,8 @@ class ScapyReader:
         self._frames: list[bytes] = []
         self._ts: list[float] = []
         self.pending_bytes = 0
+        self._drops = 0
+        self._drops_lock = threading.Lock()
 
     @property
     def pending(self) -> int:
@@ -247,13 +249,16 @@ class ScapyReader:
         """Nothing to do: ``fill`` returns within 50 ms."""
 
     def kernel_drops(self) -> int:
-        stats = getattr(self.sock, "stats", None)
-        with contextlib.suppress(Exception):
-            if callable(stats):
-                return int(stats()[1])
-        return 0
+        """Linux: PACKET_STATISTICS of scapy's socket (reset on read, so summed here)."""
+        ins = getattr(self.sock, "ins", None)
+        if sys.platform.startswith("linux") and isinstance(ins, socket.socket):
+            with contextlib.suppress(OSError), self._drops_lock:
+                raw = ins.getsockopt(263, 6, 8)  # SOL_PACKET, PACKET_STATISTICS
+                self._drops += int.from_bytes(raw[4:8], sys.byteorder)
+        return self._drops
 
     def close(self) -> None:
+        self.kernel_drops()
         with contextlib.suppress(Exception):
             self.sock.close()
 
