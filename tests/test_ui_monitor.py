@@ -53,7 +53,10 @@ def test_monitor_fills_from_the_store(running, qtbot):
     bad = sum(d.rows_malicious for d in reader.devices())
     qtbot.waitUntil(lambda: window.malicious_model.rowCount() == bad, timeout=5000)
     tab = next(iter(window.device_tabs.values()))
-    assert "malicious of" in tab.total_label.text()
+    assert tab.pps_plot is None  # charts are built when the tab is first shown
+    window.tabs.setCurrentWidget(tab)
+    assert tab.pps_plot is not None
+    assert "malicious of" in tab.total_label.text() and "now:" in tab.instant_label.text()
     window._refresh_status()
     assert "1,234 pkt/s" in window.pps_label.text()
     assert "drops 7" in window.drops_label.text()
