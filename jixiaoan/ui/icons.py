@@ -141,7 +141,7 @@ def settings_icon() -> QIcon:
 
 
 def save_icon_files(folder: str) -> list[str]:
-    """Write the shield icons as PNG files (and a Windows .ico when Pillow is around) into
+    """Write the shield icons as PNG files (and the app's Windows .ico when Qt can) into
     ``folder``; returns the paths (used by the packaging step)."""
     import os
 
@@ -152,6 +152,16 @@ def save_icon_files(folder: str) -> list[str]:
         shield_pixmap(256, color).save(path, "PNG")
         out.append(path)
         ico = os.path.join(folder, f"{name}.ico")
-        if shield_pixmap(256, color).save(ico, "ICO"):
-            out.append(ico)
+        if name == "jixiaoan" and shield_pixmap(256, color).save(ico, "ICO"):
+            out.append(ico)  # the .exe icon (PyInstaller)
     return out
+
+
+if __name__ == "__main__":  # python -m jixiaoan.ui.icons [folder]: write the icon files
+    import sys
+
+    from PyQt5.QtWidgets import QApplication
+
+    _app = QApplication.instance() or QApplication(["icons"])
+    for written in save_icon_files(sys.argv[1] if len(sys.argv) > 1 else "assets/icons"):
+        print(written)
