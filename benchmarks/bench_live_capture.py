@@ -3,6 +3,7 @@
 Usage (root, tcpreplay installed):
   .venv/bin/python benchmarks/bench_live_capture.py [--pcap FILE] [--packets N]
       [--rates 50000,100000,200000,top] [--methods ring,socket,scapy] [--buffer-mb 4]
+  .venv/bin/python benchmarks/bench_live_capture.py --timestamp-cost
 
 Without --pcap a capture of N Ethernet frames is built from ../shared/datasets (or tests/data)
 with benchmarks/make_bench_capture.py. Each run gets fresh namespaces (tests/netns.py); a
@@ -89,6 +90,47 @@ def run_once(pcap: Path, method: str, rate: str, buffer_mb: int, batch_packets: 
                 "tcpreplay_out": out if sent < 0 else ""}
 
 
+def timestamp_cost(n: int = 100_000) -> None:
+    """Per-frame cost of reading frames one system call at a time, with and without kernel
+    timestamps: frames are queued in a big socket buffer first, then drained and timed."""
+    import fcntl
+    import socket
+    import struct
+
+    frames = [b"\xff" * 6 + b"\x02" * 6 + b"\x88\xb5" + struct.pack("!I", i) + bytes(100)
+              for i in range(n)]
+    print(f"per-frame read cost, {n} queued frames of 118 bytes:")
+    for mode in ("recv", "recv + SIOCGSTAMP", "recvmsg + SO_TIMESTAMPNS",
+                 "recvmsg + SO_TIMESTAMPNS + PACKET_AUXDATA"):
+        with veth_namespaces(2) as net:
+            with net.entered(0):
+                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+            s.setsockopt(socket.SOL_SOCKET, 33, 512 << 20)  # SO_RCVBUFFORCE
+            s.bind((net.ifaces[0], 3))
+            if "TIMESTAMPNS" in mode:
+                s.setsockopt(socket.SOL_SOCKET, 35, 1)
+            if "AUXDATA" in mode:
+                s.setsockopt(263, 8, 1)
+            net.send_frames(1, frames)
+            time.sleep(0.5)
+            s.setblocking(False)
+            got, stamp, t0 = 0, bytearray(16), time.perf_counter()
+            try:
+                while True:
+                    if mode.startswith("recvmsg"):
+                        s.recvmsg(65535, 96)
+                    else:
+                        s.recv(65535)
+                        if "SIOCGSTAMP" in mode:
+                            fcntl.ioctl(s.fileno(), 0x8906, stamp)
+                    got += 1
+            except BlockingIOError:
+                pass
+            elapsed = time.perf_counter() - t0
+            s.close()
+            print(f"  {mode:42} {elapsed / max(got, 1) * 1e6:6.2f} us/frame ({got} frames)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pcap", type=Path, default=None)
@@ -97,10 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="ring,socket,scapy")
     parser.add_argument("--buffer-mb", type=int, default=4)
     parser.add_argument("--batch-packets", type=int, default=4096)
+    parser.add_argument("--timestamp-cost", action="store_true",
+                        help="only measure the per-frame cost of kernel timestamps")
     args = parser.parse_args(argv)
     problem = netns_problem()
     if problem:
         raise SystemExit(f"cannot run: {problem}")
+    if args.timestamp_cost:
+        timestamp_cost()
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         pcap = args.pcap
         if pcap is None:
