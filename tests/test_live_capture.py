@@ -206,3 +206,40 @@ def test_tcpreplay_of_a_bundled_capture_arrives_intact(net, data_dir) -> None:
     got = _collect(q)
     assert _frames_of(got) == _frames_of(want)
     assert np.all(np.diff(got.ts) >= 0)
+
+
+def test_adapter_removed_while_capturing_stops_with_an_error(net) -> None:
+    q = FrameQueue()
+    cap = _start(net, q)
+    net.send_frames(1, _frames(10, net.macs[1]))
+    _wait_for(cap, 10)
+    net.run(0, ["ip", "link", "del", net.ifaces[0]])  # the peer end goes with it
+    deadline = time.monotonic() + 15
+    while cap.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not cap.running
+    assert cap.error is not None and net.ifaces[0] in str(cap.error)
+    assert cap.counters().received == 10 and len(_collect(q)) == 10
+    cap.stop()
+
+
+@pytest.mark.parametrize("method", ["ring", "socket"])
+def test_adapter_down_and_up_again_only_pauses(net, method: str) -> None:
+    q = FrameQueue()
+    cap = _start(net, q, method=method)
+    net.send_frames(1, _frames(5, net.macs[1]))
+    _wait_for(cap, 5)
+    net.run(0, ["ip", "link", "set", net.ifaces[0], "down"])
+    time.sleep(0.3)
+    net.run(0, ["ip", "link", "set", net.ifaces[0], "up"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # wait for the carrier before sending again
+        link = net.run(1, ["ip", "-o", "link", "show", net.ifaces[1]]).stdout
+        if b"LOWER_UP" in link:
+            break
+        time.sleep(0.05)
+    net.send_frames(1, _frames(7, net.macs[1]))
+    _wait_for(cap, 12)
+    assert cap.running and cap.error is None
+    cap.stop()
+    assert len(_collect(q)) == 12

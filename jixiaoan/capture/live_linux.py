@@ -44,6 +44,7 @@ SO_RCVBUFFORCE = 33
 SO_TIMESTAMPNS = 35
 PACKET_AUXDATA = 8
 SIOCGIFHWADDR = 0x8927
+SIOCGIFINDEX = 0x8933
 PACKET_OUTGOING = 4
 TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 0x10
@@ -129,23 +130,42 @@ def _hardware_type(sock: socket.socket, iface: str) -> int:
 
 
 class _Waker:
-    """A pipe whose read end is polled with the socket, so ``stop`` is immediate."""
+    """A pipe whose read end is polled with the socket, so ``stop`` is immediate.
 
-    def __init__(self, sock_fd: int) -> None:
+    An adapter that goes down (Wi-Fi reconnecting) only pauses the capture: the kernel
+    resumes it when the adapter comes back. One that disappears ends it with an error.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
         self.rfd, self.wfd = os.pipe()
         os.set_blocking(self.wfd, False)
         self.poller = select.poll()
-        self.poller.register(sock_fd, select.POLLIN | select.POLLERR)
+        self.poller.register(sock.fileno(), select.POLLIN | select.POLLERR)
         self.poller.register(self.rfd, select.POLLIN)
-        self.sock_fd = sock_fd
+        self.sock, self.sock_fd = sock, sock.fileno()
+        self.iface = sock.getsockname()[0]
+
+    def _still_there(self) -> bool:
+        import fcntl
+
+        req = struct.pack("16s16s", self.iface.encode()[:15], b"")
+        try:  # asked through the socket: answers for the socket's network namespace
+            fcntl.ioctl(self.sock_fd, SIOCGIFINDEX, req)
+        except OSError:
+            return False
+        return True
 
     def wait(self, seconds: float) -> bool:
-        """True when the socket has something (or an error) within ``seconds``."""
+        """True when the socket has something within ``seconds``."""
         events = self.poller.poll(max(0, int(seconds * 1000 + 0.999)))
         for fd, ev in events:
             if fd == self.sock_fd and ev & select.POLLERR:
-                raise OSError(errno.ENETDOWN, "adapter went down or disappeared")
-        return any(fd == self.sock_fd for fd, _ in events)
+                code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # clears it
+                if not self._still_there():
+                    raise OSError(errno.ENODEV, "the adapter disappeared")
+                if code and code != errno.ENETDOWN:
+                    raise OSError(code, os.strerror(code))
+        return any(fd == self.sock_fd and ev & select.POLLIN for fd, ev in events)
 
     def wake(self) -> None:
         with contextlib.suppress(OSError):
@@ -263,7 +283,7 @@ class RingReader:
         self.max_pos = batch_bytes + self.block_size + 4 * per_block
         self._alloc()
         _warm_up()
-        self.waker = _Waker(sock.fileno())
+        self.waker = _Waker(sock)
         self.kernel_drops = _KernelDrops(sock, 12)
 
     def _alloc(self) -> None:
@@ -326,7 +346,7 @@ class SocketReader:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # wire length and VLAN tag
         sock.setblocking(False)
-        self.waker = _Waker(sock.fileno())
+        self.waker = _Waker(sock)
         self.kernel_drops = _KernelDrops(sock, 8)
         self._frames: list[bytes] = []
         self._ts: list[float] = []
