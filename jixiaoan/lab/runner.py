@@ -67,6 +67,9 @@ class LabRun:
     install: bool = True  # run tools/lab-deps.sh when a program is missing
     snaplen: int = 0  # tcpdump -s (0: whole frames)
     keep_logs: bool = False  # copy the daemons' and tools' logs to out_dir/logs
+    run_id: str = ""  # filled in: the run's namespace id (jxl-<run_id>-<role>)
+    pids: list[int] = field(default_factory=list)  # filled in: every process group started
+    ns_inodes: dict[str, int] = field(default_factory=dict)  # filled in: namespace inodes
 
 
 def _start_tcpdump(topo: Topology, pcap: Path, work: Path, snaplen: int) -> subprocess.Popen:
@@ -85,7 +88,8 @@ def _start_tcpdump(topo: Topology, pcap: Path, work: Path, snaplen: int) -> subp
 
 
 def _run_attack(topo: Topology, phase: Phase, work: Path) -> None:
-    limit = float({**ATTACKS[phase.attack].defaults, **phase.params}["duration"])
+    # tools with their own time limit get `duration`; the lab stops any tool 5 s later
+    limit = float({**ATTACKS[phase.attack].defaults, **phase.params}["duration"]) + 5
     phase.command = attack_command(phase.attack, phase.target_ip, phase.params, work)
     log = work / "logs" / f"attack-{phase.attack}.log"
     print(f"lab: attack {phase.attack} -> {phase.target} ({phase.target_ip}): "
@@ -118,6 +122,7 @@ def run_lab(run: LabRun) -> list[Phase]:
     try:
         with tempfile.TemporaryDirectory(prefix="jixiaoan-lab-") as tmp, Topology() as topo:
             work = Path(tmp)
+            run.run_id, run.pids, run.ns_inodes = topo.run_id, topo.started, topo.ns_inodes
             print(f"lab: run {topo.run_id}: namespaces {topo.ns('*')}", flush=True)
             start_servers(topo, work)
             start_benign(topo, work, run.benign)

@@ -153,6 +153,26 @@ def _live_runs() -> set[str]:
     return out
 
 
+def processes_in(ns_inodes: set[int], sessions: set[int] = frozenset()) -> list[int]:
+    """Pids of live processes inside any of the network namespaces ``ns_inodes`` (as
+    :attr:`Topology.ns_inodes` records them) or in one of the ``sessions``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            inode = os.stat(entry / "ns" / "net").st_ino
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[0] == "Z":
+            continue
+        if inode in ns_inodes or int(fields[3]) in sessions:
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass
 class Topology:
     """One lab network. Use as a context manager: entering builds it, leaving (also after an
@@ -161,7 +181,8 @@ class Topology:
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     processes: list[subprocess.Popen] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
-    workdir: Path | None = None
+    started: list[int] = field(default_factory=list)  # every pid started (also finished ones)
+    ns_inodes: dict[str, int] = field(default_factory=dict)  # namespace -> nsfs inode
 
     def ns(self, role: str) -> str:
         """Namespace name of ``role`` (hotspot, internet, camera, ..., attacker)."""
@@ -193,6 +214,7 @@ class Topology:
             if log:
                 out.close()
         self.processes.append(proc)
+        self.started.append(proc.pid)
         return proc
 
     def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 5) -> None:
@@ -238,6 +260,7 @@ class Topology:
         for role in self.roles:
             _run(["ip", "netns", "add", self.ns(role)])
             self.created.append(self.ns(role))
+            self.ns_inodes[self.ns(role)] = os.stat(f"/run/netns/{self.ns(role)}").st_ino
             self.run(role, ["ip", "link", "set", "lo", "up"])
             # IPv6 off: no router solicitations or DAD noise in the recording
             self.run(role, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
@@ -299,5 +322,8 @@ class Topology:
         """Anything of this run still present: namespaces, /etc/netns overlays, processes."""
         left = [ns for ns in list_namespaces() if ns.startswith(f"{PREFIX}{self.run_id}-")]
         left += [str(d) for d in NETNS_ETC.glob(f"{PREFIX}{self.run_id}-*")]
-        left += [f"pid {p.pid}" for p in self.processes if p.poll() is None]
+        left += [f"pid {pid}" for pid in processes_in(set(self.ns_inodes.values()),
+                                                      set(self.started))]
+        if (STATE_DIR / f"{self.run_id}.pid").exists():
+            left.append(str(STATE_DIR / f"{self.run_id}.pid"))
         return left
