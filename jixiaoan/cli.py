@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--model", help="model directory (default: the shipped model)")
         s.set_defaults(func=lambda a, c=(name == "analyze"): cmd_run_capture(a, c))
 
+    from jixiaoan.lab.cli import add_lab_parser
+    from jixiaoan.runtime.cli import add_monitor_parser
+
+    add_monitor_parser(sub)
+    add_lab_parser(sub)
+
     s = sub.add_parser("train", help="train ESeT on labelled captures")
     s.add_argument("--labels", required=True, help="labels.csv (corpus format)")
     s.add_argument("--labelled-fraction", type=float, default=0.1)
