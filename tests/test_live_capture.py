@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import threading
 import time
 
 import numpy as np
@@ -243,3 +244,36 @@ def test_adapter_down_and_up_again_only_pauses(net, method: str) -> None:
     assert cap.running and cap.error is None
     cap.stop()
     assert len(_collect(q)) == 12
+
+
+@pytest.mark.parametrize("method", ["ring", "socket"])
+def test_kernel_drops_are_counted_when_the_reader_stalls(net, method: str, monkeypatch) -> None:
+    reader_class = live_linux.RingReader if method == "ring" else live_linux.SocketReader
+    original, release = reader_class.fill, threading.Event()
+
+    def stalled_fill(self, wait: float) -> None:
+        release.wait(30)  # the reader sleeps until everything was sent: the buffer overflows
+        original(self, wait)
+
+    monkeypatch.setattr(reader_class, "fill", stalled_fill)
+    q = FrameQueue(max_batches=1000, max_packets=10**6)
+    cap = _start(net, q, method=method, buffer_bytes=16384)
+    sent = _frames(2000, net.macs[1])
+    try:
+        net.send_frames(1, sent)
+    finally:
+        release.set()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        c = cap.counters()
+        if c.received + c.kernel_drops >= len(sent):
+            break
+        time.sleep(0.05)
+    cap.stop()
+    c = cap.counters()
+    assert c.received + c.kernel_drops == len(sent)
+    assert c.kernel_drops > 0 and c.received > 0
+    got = _frames_of(_collect(q))
+    kept = set(got)
+    assert len(kept) == len(got) == c.received
+    assert got == [f for f in sent if f in kept]  # what came through is in order
