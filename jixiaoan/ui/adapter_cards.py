@@ -101,21 +101,28 @@ class AdapterCard(QFrame):
         title = info.description or info.name
         if info.description and info.description != info.name:
             title += f"  <span style='color:#666'>({info.name})</span>"
-        kind = f" - {info.kind}" if getattr(info, "kind", "") else ""
-        state = "up" if getattr(info, "up", True) else "down"
-        self.title = QLabel(f"<b>{title}</b> <span style='color:#666'>{state}{kind}</span>")
+        self.title = QLabel(f"<b>{title}</b>")
         text.addWidget(self.title)
+        state = "up" if getattr(info, "up", True) else "down"
+        if getattr(info, "kind", ""):
+            state += f", {info.kind}"
         addrs = list(getattr(info, "ipv4", [])) + list(getattr(info, "ipv6", []))[:1]
-        details = ", ".join(addrs) or "no IP address"
+        details = f"{state}   " + (", ".join(addrs) or "no IP address")
         if info.mac:
             details += f"   MAC {info.mac}"
         self.details = QLabel(details)
         self.details.setStyleSheet("color: #333;")
         text.addWidget(self.details)
-        self.hotspot = QLabel(f"Hotspot: {info.hotspot_reason}" if info.looks_like_hotspot else "")
+        reason = info.hotspot_reason.split(": ", 1)[-1] if info.looks_like_hotspot else ""
+        hot = ("Hotspot" + (f": {reason}" if reason else "")) if info.looks_like_hotspot else ""
+        self.hotspot = QLabel(hot)
+        self.hotspot.setToolTip(info.hotspot_reason)
         self.hotspot.setStyleSheet("color: #1e7a40; font-weight: bold;")
         self.hotspot.setVisible(bool(info.looks_like_hotspot))
         text.addWidget(self.hotspot)
+        for lab in (self.title, self.details, self.hotspot):
+            lab.setMinimumWidth(1)
+            lab.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         row.addLayout(text, 1)
         spark_col = QVBoxLayout()
         self.spark = Sparkline()

@@ -157,8 +157,9 @@ class DeviceTab(QWidget):
     def refresh_labels(self) -> None:
         """Title, 'now' and 'total' labels from the latest counters."""
         info = self.info
-        parts = [p for p in (info.ip, info.mac, info.vendor) if p]
-        title = f"<b>{info.name or info.ip or info.mac}</b>  " + "  ".join(parts)
+        head = info.name or info.ip or info.mac
+        parts = [p for p in (info.ip, info.mac, info.vendor) if p and p != head]
+        title = f"<b>{head}</b>  " + "  ".join(parts)
         if self.title.text() != title:
             self.title.setText(title)
         classified = info.rows_total - info.rows_unclassified

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtCore import QSize, Qt, QTimer
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -56,6 +56,8 @@ class AdapterPage(QWizardPage):
         self.list = QListWidget()
         self.list.setSelectionMode(QAbstractItemView.SingleSelection)
         self.list.setSpacing(3)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setResizeMode(QListWidget.Adjust)
         self.list.setStyleSheet("QListWidget::item:selected { background: #d8e8ff; }")
         layout.addWidget(self.list)
         self.refresh_button = QPushButton("Refresh adapters")
@@ -80,7 +82,7 @@ class AdapterPage(QWizardPage):
         for info in infos:
             card = AdapterCard(info)
             item = QListWidgetItem()
-            item.setSizeHint(card.sizeHint())
+            item.setSizeHint(QSize(0, card.sizeHint().height()))
             self.list.addItem(item)
             self.list.setItemWidget(item, card)
             self.cards.append(card)
@@ -131,7 +133,7 @@ class DevicePage(QWizardPage):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
-        for col, width in ((COL_NAME, 200), (COL_IP, 130), (COL_MAC, 150), (COL_VENDOR, 170)):
+        for col, width in ((COL_NAME, 180), (COL_IP, 120), (COL_MAC, 140), (COL_VENDOR, 160)):
             self.table.setColumnWidth(col, width)
         self.table.itemChanged.connect(lambda _: self.completeChanged.emit())
         layout.addWidget(self.table)
