@@ -193,9 +193,9 @@ class MonitorSession:
             log.warning("the engine did not finish the queued packets within %.0f s", timeout)
         if self._ticker is not None:
             self._ticker.join(timeout)
-        if self.alerting is not None:
+        if self.alerting is not None and self.alerting.tracker.now > float("-inf"):
             with contextlib.suppress(Exception):
-                self.alerting.monitor.evaluate()
+                self.alerting.monitor.evaluate()  # the last batches' verdicts
         self._close_quietly(timeout)
 
     def _close_quietly(self, timeout: float = 30.0) -> None:
@@ -274,10 +274,14 @@ class MonitorSession:
 
     def _alert_sink(self, batch: ClassifiedBatch) -> None:
         assert self.alerting is not None
-        self.alerting.feed(batch)
-        if len(batch):
+        monitor = self.alerting.monitor
+        monitor.observe(batch)
+        if monitor.tracker.now > float("-inf"):  # not before a watched device was seen
+            monitor.evaluate()
+        if len(batch):  # the capture clock: the newest packet's time, watched or not
+            latest = max(float(batch.headers.ts[-1]), float(monitor.tracker.now))
             with self._lock:
-                self._clock = (float(self.alerting.tracker.now), time.monotonic())
+                self._clock = (latest, time.monotonic())
 
     def _discover_sink(self, batch: ClassifiedBatch) -> None:
         """Live capture without a device list: add the LAN devices the traffic shows, checked
