@@ -121,7 +121,7 @@ def training_data(seed: int = 0, frac: float = 0.5, classes: int = 3, order=None
 def make(kind: str):
     if kind == "kitnet":
         return KitNETDetector(seed=0, **FAST_KITNET)
-    return ClassicBaseline(seed=0, max_iter=30)
+    return ClassicBaseline(seed=0, threads=1, max_iter=30)
 
 
 @pytest.fixture(scope="module", params=["kitnet", "classic"])
@@ -175,7 +175,7 @@ def test_deterministic(kind: str) -> None:
 
 
 def test_classic_learns_separable_task() -> None:
-    det = ClassicBaseline(seed=0, max_iter=30)
+    det = ClassicBaseline(seed=0, threads=1, max_iter=30)
     det.learn_many(training_data(frac=0.2))
     assert det.classes == ("benign", "ddos", "scan")
     files, labels = synthetic_files(11)
@@ -195,7 +195,7 @@ def test_classic_uses_header_fields() -> None:
 def test_classic_with_one_labelled_class_predicts_it() -> None:
     data = training_data(classes=3)
     data.labelled = [np.asarray(y == 0) for y in data.labels]
-    det = ClassicBaseline(seed=0, max_iter=5)
+    det = ClassicBaseline(seed=0, threads=1, max_iter=5)
     det.learn_many(data)
     v = det.predict_many(data.files[1])
     assert not v.is_malicious.any() and np.all(v.malicious_prob == 0)
