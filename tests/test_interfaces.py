@@ -62,6 +62,19 @@ def test_hotspot_heuristics(addrs, kind, dhcp, hint) -> None:
         assert reason == ""
 
 
+def test_hotspot_hints_without_a_prefix_or_from_the_windows_adapter() -> None:
+    assert "Windows" in hotspot_reason(["192.168.137.1/32"])
+    text = hotspot_reason([], description="Microsoft Wi-Fi Direct Virtual Adapter #2")
+    assert "mobile hotspot" in text
+    assert hotspot_reason([], description="Intel(R) Ethernet Connection") == ""
+
+
+def test_scapy_listing_fallback_has_descriptions_and_prefixes() -> None:
+    found = interfaces._scapy_interfaces()
+    lo = [i for i in found if i.loopback]
+    assert lo and lo[0].description and "127.0.0.1/8" in lo[0].ipv4
+
+
 def test_permission_problem_messages(monkeypatch) -> None:
     monkeypatch.setattr(interfaces.sys, "platform", "linux")
     monkeypatch.setattr(interfaces.os, "geteuid", lambda: 1000)

@@ -135,11 +135,22 @@ class InterfaceInfo:
     hotspot_reason: str = ""
 
 
-def hotspot_reason(ipv4: list[str], kind: str = "", dhcp_server_running: bool = False) -> str:
-    """Why an adapter with these addresses looks like the host side of a hotspot ('' if not)."""
+_HOTSPOT_HOSTS = {cidr.split("/")[0]: (cidr, why) for cidr, why in HOTSPOT_ADDRESSES.items()}
+_HOTSPOT_ADAPTERS = ("Wi-Fi Direct Virtual Adapter", "Hosted Network Virtual Adapter")
+
+
+def hotspot_reason(ipv4: list[str], kind: str = "", dhcp_server_running: bool = False,
+                   description: str = "") -> str:
+    """Why an adapter with these addresses looks like the host side of a hotspot ('' if not).
+    The usual hotspot host addresses count whatever prefix was reported (Windows listings
+    without psutil may not know it)."""
     for cidr in ipv4:
-        if cidr in HOTSPOT_ADDRESSES:
-            return f"{cidr}: {HOTSPOT_ADDRESSES[cidr]}"
+        known = _HOTSPOT_HOSTS.get(cidr.split("/")[0])
+        if known is not None:
+            return f"{known[0]}: {known[1]}"
+    for name in _HOTSPOT_ADAPTERS:
+        if name.lower() in description.lower():
+            return f"{description}: the adapter Windows uses for its mobile hotspot"
     if kind in ("bridge", "ap") and dhcp_server_running:
         for cidr in ipv4:
             iface = ipaddress.ip_interface(cidr)
@@ -221,15 +232,27 @@ def _psutil_interfaces() -> list[InterfaceInfo] | None:
 
 def _scapy_interfaces() -> list[InterfaceInfo]:
     try:
+        import scapy.arch  # noqa: F401 - fills conf.ifaces for this OS
+        import scapy.route  # noqa: F401 - fills conf.route
         from scapy.config import conf
     except ImportError:
         return []
+    prefixes: dict[str, int] = {}  # IPv4 address -> prefix of its connected route
+    with contextlib.suppress(Exception):
+        for net, mask, gateway, _iface, addr, _metric in conf.route.routes:
+            own = int(ipaddress.IPv4Address(addr))
+            if gateway == "0.0.0.0" and 0 < mask < 0xFFFFFFFF and own & mask == net:
+                prefixes.setdefault(addr, bin(mask).count("1"))
     found = []
     for iface in conf.ifaces.values():
-        v4 = [f"{ip}/32" for ip in iface.ips.get(4, [])]
-        v6 = [f"{ip}/128" for ip in iface.ips.get(6, [])]
+        ips = getattr(iface, "ips", {}) or {}
+        v4 = [f"{ip}/{prefixes.get(ip, 32)}" for ip in ips.get(4, [])]
+        v6 = [f"{ip}/128" for ip in ips.get(6, [])]
         info = InterfaceInfo(name=iface.name, description=iface.description or iface.name,
-                             mac=iface.mac or "", ipv4=v4, ipv6=v6, up=True)
+                             mac=iface.mac or "", ipv4=v4, ipv6=v6, up=True,
+                             loopback=any(a.startswith("127.") for a in v4))
+        info.hotspot_reason = hotspot_reason(v4, description=info.description)
+        info.looks_like_hotspot = bool(info.hotspot_reason)
         found.append(info)
     return found
 
@@ -237,6 +260,7 @@ def _scapy_interfaces() -> list[InterfaceInfo]:
 def _merge_scapy_descriptions(found: list[InterfaceInfo]) -> None:
     """Windows: take scapy's adapter descriptions, match by MAC or name."""
     with contextlib.suppress(Exception):
+        import scapy.arch  # noqa: F401 - fills conf.ifaces for this OS
         from scapy.config import conf
 
         by_mac = {(i.mac or "").lower(): i for i in conf.ifaces.values() if i.mac}
@@ -246,6 +270,10 @@ def _merge_scapy_descriptions(found: list[InterfaceInfo]) -> None:
             if hit is not None and hit.description:
                 info.description = hit.description
                 info.name = hit.name
+                if not info.hotspot_reason:
+                    info.hotspot_reason = hotspot_reason(info.ipv4,
+                                                         description=info.description)
+                    info.looks_like_hotspot = bool(info.hotspot_reason)
 
 
 def list_interfaces() -> list[InterfaceInfo]:
