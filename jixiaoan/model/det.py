@@ -3,8 +3,9 @@
 A packet is one token. Token ``i`` of a session attends to itself and the ``window - 1``
 packets of its session before it (banded causal attention), so a token's layer outputs never
 change once computed: streaming inference caches each session's recent keys/values per layer
-(see ``det_stream``), and offline/training code runs the same layers on flat token arrays with a
-neighbour index (``neighbour_index``), without padding sessions to a common length.
+(see ``det_stream``), and offline/training code runs the same layers on flat token arrays laid
+out session by session, where a token's window is a strided view of the rows before it: no
+padding of sessions to a common length, no gathers.
 
 Token = byte embedding (table ``E`` then a linear projection of the flattened ``Nb x Ne``
 matrix, or the equivalent per-position lookup table) + positional embedding of the packet's
@@ -23,6 +24,7 @@ from torch import nn
 from torch.nn import functional as nnf
 
 from jixiaoan.features.batch import PAD_INDEX
+from jixiaoan.model.det_kernels import bag_sum_backward
 
 N_BYTE_VALUES = PAD_INDEX + 1  # 256 byte values + padding
 
@@ -66,6 +68,23 @@ class DETConfig:
         return cls(**kw)
 
 
+class _TableBag(torch.autograd.Function):
+    """Sum embedding bag whose backward is a serial numba kernel (deterministic and ~10x
+    faster on CPU than torch's deterministic embedding-bag backward)."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.n_rows = len(table)
+        return nnf.embedding_bag(rows, table, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (rows,) = ctx.saved_tensors
+        g = grad.detach().float().contiguous().numpy()
+        return None, torch.from_numpy(bag_sum_backward(rows.numpy(), g, ctx.n_rows))
+
+
 class BandLayer(nn.Module):
     """Post-norm transformer layer whose attention runs over gathered neighbour keys/values."""
 
@@ -88,20 +107,38 @@ class BandLayer(nn.Module):
         return q * (1.0 / math.sqrt(d_head)), k, v
 
     def attend(
-        self, q: torch.Tensor, k_nb: torch.Tensor, v_nb: torch.Tensor, valid: torch.Tensor
+        self, q: torch.Tensor, k_win: torch.Tensor, v_win: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
-        """Attention of each query (n, d) over its neighbours (n, W, d); ``valid`` (n, W) bool."""
-        n, w, d = k_nb.shape
+        """Attention of each query (n, d) over its window of keys/values (n, h, d/h, W), any
+        strides; ``valid`` (n, W) bool marks the window entries that exist."""
+        n, d = q.shape
         h = self.n_heads
-        scores = (q.view(n, 1, h, d // h) * k_nb.view(n, w, h, d // h)).sum(-1)  # (n, W, h)
-        scores = scores.masked_fill(~valid.unsqueeze(-1), float("-inf"))
-        attn = self.drop(torch.softmax(scores, dim=1))
-        return (attn.unsqueeze(-1) * v_nb.view(n, w, h, d // h)).sum(1).reshape(n, d)
+        scores = (q.view(n, h, d // h, 1) * k_win).sum(2)  # (n, h, W)
+        scores = scores.masked_fill(~valid.unsqueeze(1), float("-inf"))
+        attn = torch.softmax(scores, dim=-1)
+        return (attn.unsqueeze(2) * v_win).sum(-1).reshape(n, d)
+
+    def attend_shifted(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """``attend`` for tokens laid out session by session: window entry ``j`` of token ``i``
+        is row ``i - (W - 1) + j``, so each entry is a contiguous shifted slice (no gather)."""
+        n, d = q.shape
+        w, h = valid.shape[1], self.n_heads
+        pad = q.new_zeros(w - 1, d)
+        kp, vp = torch.cat([pad, k]), torch.cat([pad, v])
+        qh = q.view(n, h, d // h)
+        scores = torch.stack([(qh * kp[j : j + n].view(n, h, -1)).sum(-1) for j in range(w)], -1)
+        attn = torch.softmax(scores.masked_fill(~valid.unsqueeze(1), float("-inf")), dim=-1)
+        out = attn[..., w - 1 :] * v.view(n, h, -1)
+        for j in range(w - 1):
+            out = out + attn[..., j : j + 1] * vp[j : j + n].view(n, h, -1)
+        return out.reshape(n, d)
 
     def finish(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Output projection, residual + norm, feed-forward, residual + norm."""
         x = self.norm1(x + self.drop(self.out(a)))
-        return self.norm2(x + self.drop(self.ff2(self.drop(nnf.relu(self.ff1(x))))))
+        return self.norm2(x + self.drop(self.ff2(nnf.relu(self.ff1(x)))))
 
 
 class DET(nn.Module):
@@ -153,7 +190,7 @@ class DET(nn.Module):
         """Table form of ``embed_bytes``: sum over positions of ``T[p, byte]`` (embedding bag)."""
         offsets = torch.arange(self.cfg.n_bytes, dtype=torch.long) * N_BYTE_VALUES
         flat = byte_idx.long() + offsets
-        return nnf.embedding_bag(flat, table, mode="sum") + self.byte_proj.bias
+        return _TableBag.apply(flat, table) + self.byte_proj.bias
 
     def fuse(self, tokens: torch.Tensor, freq: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Add positional embedding and the frequency-domain weighted residual."""
@@ -171,25 +208,25 @@ class DET(nn.Module):
         byte_idx: torch.Tensor,
         freq: torch.Tensor,
         pos: torch.Tensor,
-        nbr: torch.Tensor,
+        context: torch.Tensor,
         table: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Class logits (n, C) of flat tokens.
+        """Class logits (n, C) of flat tokens laid out session by session, in arrival order.
 
-        ``nbr`` (n, window) long: row ``i`` lists the token indices that token ``i`` attends to
-        (its session's previous ``window - 1`` tokens, then ``i`` itself last), -1 where none.
-        ``table``: a precomputed ``lookup_table()`` to embed bytes by lookup (inference).
+        ``context`` (n,) long: how many tokens right before token ``i`` belong to its session
+        (its rank in the session within this array; only ``window - 1`` of them are used).
+        ``table``: a precomputed ``lookup_table()``; training uses it too (same result as the
+        plain embedding, far cheaper). Default: computed from the parameters.
         """
-        x = self.embed_bytes(byte_idx) if table is None else self.embed_bytes_table(byte_idx, table)
-        x = self.fuse(x, freq, pos)
-        valid = nbr >= 0
-        safe = torch.where(valid, nbr, torch.zeros_like(nbr)).reshape(-1)
-        shape = (*nbr.shape, x.shape[-1])
+        if table is None:
+            table = self.lookup_table()
+        x = self.fuse(self.embed_bytes_table(byte_idx, table), freq, pos)
+        w = self.cfg.window
+        offs = torch.arange(-(w - 1), 1)
+        valid = context.unsqueeze(1) + offs >= 0  # (n, W)
         for layer in self.layers:
             q, k, v = layer.project(x)
-            k_nb = k.index_select(0, safe).view(shape)
-            v_nb = v.index_select(0, safe).view(shape)
-            x = layer.finish(x, layer.attend(q, k_nb, v_nb, valid))
+            x = layer.finish(x, layer.attend_shifted(q, k, v, valid))
         return self.head(x)
 
 
@@ -208,15 +245,3 @@ def session_order(session: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     group_start = np.repeat(starts, np.diff(np.append(starts, n)))
     rank = np.arange(n) - group_start
     return order, rank, starts
-
-
-def neighbour_index(rank: np.ndarray, window: int) -> np.ndarray:
-    """Neighbour index for tokens laid out session by session (``rank`` = index in session).
-
-    Token ``i`` gets ``[i - window + 1, ..., i]`` with entries before its session's start = -1.
-    """
-    n = len(rank)
-    offs = np.arange(-(window - 1), 1)
-    nbr = np.arange(n)[:, None] + offs[None, :]
-    nbr[rank[:, None] + offs[None, :] < 0] = -1
-    return nbr

@@ -55,3 +55,20 @@ def band_attention(q, k, v, nbr, first, n_heads):  # pragma: no cover
                     for c in range(dh):
                         out[i, h * dh + c] += p * v[r, h * dh + c]
     return out
+
+
+@numba.njit(fastmath=True, cache=True)
+def bag_sum_backward(rows, grad, n_rows):  # pragma: no cover
+    """Gradient of a sum embedding bag: ``out[rows[i, p]] += grad[i]`` for all ``i, p``.
+
+    ``rows``: int64 (n, Nb) table rows; ``grad``: float32 (n, d). Serial, so deterministic.
+    """
+    n, nb = rows.shape
+    d = grad.shape[1]
+    out = np.zeros((n_rows, d), dtype=np.float32)
+    for i in range(n):
+        for p in range(nb):
+            r = rows[i, p]
+            for c in range(d):
+                out[r, c] += grad[i, c]
+    return out

@@ -19,9 +19,9 @@ def synthetic_stream(
 ) -> tuple[FeatureBatch, np.ndarray]:
     """Interleaved sessions (many of 1-6 packets, ``long_share`` long ones) with class labels.
 
-    Class 0 is benign. Class 1 differs in a byte pattern (bytes 20-23 = DE AD BE EF, shown from
-    the session's 2nd packet on, so context matters); class 2 only in timing (its frequency
-    features are shifted). Returns the batch in capture order and the per-packet labels.
+    Class 0 is benign. Class 1 differs in a byte pattern (bytes 20-23 = DE AD BE EF); class 2
+    only in timing (its frequency features are shifted). Returns the batch in capture order and
+    the per-packet labels.
     """
     rng = np.random.default_rng(seed)
     is_long = rng.random(n_sessions) < long_share
@@ -41,7 +41,7 @@ def synthetic_stream(
     byte_idx[:, :4] = [0x45, 0x00, 0x00, 0x3C]
     plen = rng.integers(30, n_bytes + 1, n)
     byte_idx[np.arange(n_bytes)[None, :] >= plen[:, None]] = PAD_INDEX
-    marked = (label == 1) & (pos >= 1)
+    marked = label == 1
     byte_idx[np.ix_(np.flatnonzero(marked), np.arange(20, 24))] = [0xDE, 0xAD, 0xBE, 0xEF]
     freq = rng.normal(10.0, 2.0, (n, n_freq)).astype(np.float32)
     freq[label == 2] += 3.0

@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as nnf
 
 from jixiaoan.features.batch import FeatureBatch
-from jixiaoan.model.det import DET, neighbour_index, session_order
+from jixiaoan.model.det import DET, session_order
 
 PIECE_LEN = 64
 
@@ -74,13 +74,12 @@ def _pieces(rank: np.ndarray, piece_len: int, context: int) -> tuple[np.ndarray,
     return ctx_start, loss_start, ends
 
 
-def _tensors(tok: SessionTokens, idx: np.ndarray, local_rank: np.ndarray, window: int):
-    nbr = neighbour_index(local_rank, window)
+def _tensors(tok: SessionTokens, idx: np.ndarray, local_rank: np.ndarray):
     return (
         torch.from_numpy(tok.byte_idx[idx].astype(np.int64)),
         torch.from_numpy(tok.freq[idx]),
         torch.from_numpy(tok.pos[idx].astype(np.int64)),
-        torch.from_numpy(nbr),
+        torch.from_numpy(local_rank.astype(np.int64)),
     )
 
 
@@ -143,7 +142,6 @@ def train_det(
 
 def _epochs(model, tok, y_all, w_all, pieces, epochs, lr, rng, batch_tokens, progress):
     ctx_start, loss_start, ends = pieces
-    cfg = model.cfg
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     history: list[float] = []
     model.train()
@@ -163,8 +161,7 @@ def _epochs(model, tok, y_all, w_all, pieces, epochs, lr, rng, batch_tokens, pro
             w = w_all[idx] * is_loss * (y >= 0)
             if w.sum() <= 0:
                 continue
-            b, f, p, nbr = _tensors(tok, idx, local, cfg.window)
-            logits = model(b, f, p, nbr)
+            logits = model(*_tensors(tok, idx, local))
             sel = torch.from_numpy(np.flatnonzero(w > 0))
             ce = nnf.cross_entropy(logits[sel], torch.from_numpy(y[sel.numpy()]), reduction="none")
             wt = torch.from_numpy(w[sel.numpy()])
@@ -199,7 +196,6 @@ def predict_proba(model: DET, batch: FeatureBatch, chunk_tokens: int = 32768) ->
         lo = max(0, start - ctx)
         idx = np.arange(lo, end)
         local = np.minimum(tok.rank[idx], idx - lo)
-        b, f, p, nbr = _tensors(tok, idx, local, model.cfg.window)
-        logits = model(b, f, p, nbr, table=table)[start - lo :]
+        logits = model(*_tensors(tok, idx, local), table=table)[start - lo :]
         out[tok.source[start:end]] = torch.softmax(logits, dim=-1).numpy()
     return out
