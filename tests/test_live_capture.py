@@ -277,3 +277,11 @@ def test_kernel_drops_are_counted_when_the_reader_stalls(net, method: str, monke
     kept = set(got)
     assert len(kept) == len(got) == c.received
     assert got == [f for f in sent if f in kept]  # what came through is in order
+
+
+def test_namespace_helper_skips_with_a_reason_when_not_root(monkeypatch) -> None:
+    import netns
+
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match="need root"), netns.veth_namespaces(2):
+        pass
