@@ -174,6 +174,9 @@ class LiveCapture:
         except BaseException as exc:  # noqa: BLE001 - kept for the owner, thread ends
             self.error = (exc if isinstance(exc, LiveCaptureError)
                           else LiveCaptureError(self.iface, f"capture stopped: {exc}"))
+            with contextlib.suppress(Exception):  # what was read before the error still counts
+                if reader.pending:
+                    self._hand_on(reader.take(self.batch_packets))
         finally:
             reader.close()
 
