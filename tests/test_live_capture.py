@@ -128,16 +128,18 @@ def test_snaplen_and_vlan_tags(net, method: str) -> None:
     assert got.wire_len.tolist() == [len(tagged), len(tagged_long), 300]
 
 
-def test_bad_filter_is_a_clear_error() -> None:
-    cap = LiveCapture("lo", FrameQueue(), bpf="port not-a-number and")
+@pytest.mark.parametrize("method", METHODS)
+def test_bad_filter_is_a_clear_error(method: str) -> None:
+    cap = LiveCapture("lo", FrameQueue(), bpf="port not-a-number and", method=method)
     with pytest.raises(CaptureFilterError, match="invalid capture filter 'port not-a-number"):
         cap.start()
     assert not cap.running
 
 
-def test_unknown_interface() -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_unknown_interface(method: str) -> None:
     with pytest.raises(UnknownInterfaceError, match="no such network adapter.*lo"):
-        LiveCapture("jx-no-such0", FrameQueue()).start()
+        LiveCapture("jx-no-such0", FrameQueue(), method=method).start()
 
 
 def test_permission_error_says_what_to_do(monkeypatch) -> None:

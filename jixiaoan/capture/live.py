@@ -29,6 +29,7 @@ from jixiaoan.capture.interfaces import (
     CapturePermissionError,
     LiveCaptureError,
     UnknownInterfaceError,
+    list_interfaces,
     permission_message,
 )
 from jixiaoan.capture.live_linux import RingReader, SocketReader, open_packet_socket
@@ -205,6 +206,10 @@ class ScapyReader:
                                        f"it from https://npcap.com ({text})") from exc
             if bpf and "filter" in text.lower():
                 raise CaptureFilterError(iface, f"invalid capture filter {bpf!r}: {text}") from exc
+            if "not found" in text.lower() or "no such device" in text.lower():
+                names = ", ".join(i.name for i in list_interfaces())
+                raise UnknownInterfaceError(
+                    iface, f"no such network adapter; adapters here: {names}") from exc
             raise LiveCaptureError(iface, f"cannot open the adapter: {text}") from exc
         ins = getattr(self.sock, "ins", None)
         if isinstance(ins, socket.socket):  # Linux and BSD: a bigger kernel buffer
