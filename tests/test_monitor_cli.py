@@ -108,3 +108,21 @@ def test_an_unknown_adapter_is_a_user_error(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "jx-no-such-if0" in err
+
+
+def test_device_arguments_follow_the_analyze_rules():
+    from jixiaoan.runtime.cli import parse_device
+
+    d = parse_device("AA-BB-CC-DD-EE-FF,10.0.0.3,front door, cam")
+    assert (d.mac, d.ip, d.name) == ("aa:bb:cc:dd:ee:ff", "10.0.0.3", "front door,cam")
+    assert parse_device("fe80::1").ip == "fe80::1"
+    for bad in ("", "not-an-address", "10.0.0.300"):
+        with pytest.raises(ValueError):
+            parse_device(bad)
+
+
+def test_a_bad_device_argument_is_a_user_error(tmp_path):
+    proc = monitor("--replay", str(CAPTURE), "--db", str(tmp_path / "x.db"), "--no-model",
+                   "--device", "bogus")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "bogus" in err

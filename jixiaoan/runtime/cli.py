@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
+import re
 import signal
 import sys
 import threading
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 from jixiaoan.alerts.policy import AlertEvent
+from jixiaoan.engine.batch import Device
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "models" / "default"
 
@@ -67,12 +70,29 @@ def _model_dir(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _parse_devices(texts: list[str] | None):
-    if not texts:
-        return None
-    from jixiaoan.cli import parse_device
+_MAC = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")
 
-    return [parse_device(t) for t in texts]
+
+def parse_device(text: str) -> Device:
+    """A ``--device`` value: a MAC address, an IP address, or ``MAC,IP[,NAME]`` (the same
+    rules as ``jixiaoan analyze``). Raises ValueError with the reason."""
+    parts = [p.strip() for p in text.split(",")]
+    dev = Device()
+    for part in parts[:2]:
+        if _MAC.match(part):
+            dev.mac = part.lower().replace("-", ":")
+        elif part:
+            try:
+                dev.ip = str(ipaddress.ip_address(part))
+            except ValueError:
+                raise ValueError(
+                    f"--device {text!r}: {part!r} is neither a MAC nor an IP address"
+                ) from None
+    if len(parts) > 2:
+        dev.name = ",".join(parts[2:])
+    if not dev.mac and not dev.ip:
+        raise ValueError(f"--device {text!r}: give a MAC or an IP address")
+    return dev
 
 
 @contextlib.contextmanager
@@ -121,8 +141,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"jixiaoan monitor: settings: {problem}", file=sys.stderr)
     try:
-        devices = _parse_devices(args.device)
-    except Exception as exc:  # jixiaoan.cli.UserError
+        devices = [parse_device(t) for t in args.device] if args.device else None
+    except ValueError as exc:
         return _user_error(str(exc))
     options = MonitorOptions(
         iface=args.iface or "", replay=args.replay or "", speed=args.speed, devices=devices,
