@@ -12,7 +12,6 @@ the labels file, so the class list does not depend on which files were loaded).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -23,6 +22,8 @@ import numpy as np
 
 from jixiaoan.capture.batch import CaptureError
 from jixiaoan.features.batch import FeatureBatch, FeatureConfig
+from jixiaoan.features.extractor import extract_capture
+from jixiaoan.features.labels import LabelRow, packet_labels, read_labels
 from jixiaoan.model.verdict import BENIGN, TrainingData
 
 log = logging.getLogger(__name__)
@@ -32,21 +33,11 @@ DEFAULT_FILE_CAP = 2000  # a file weighs as much as at most this many packets
 UNNAMED_ATTACK = "malicious"
 
 
-@dataclass(frozen=True)
-class CorpusRow:
-    """One row of labels.csv."""
-
-    pcap: str
-    label: str
-    attack: str
-    hosts: str
-
-    @property
-    def family(self) -> str:
-        """Class name of the row's malicious packets ('benign' for a benign file)."""
-        if self.label != "malicious":
-            return BENIGN
-        return self.attack or UNNAMED_ATTACK
+def row_family(row: LabelRow) -> str:
+    """Class name of a row's malicious packets ('benign' for a benign file)."""
+    if not row.malicious:
+        return BENIGN
+    return row.attack or UNNAMED_ATTACK
 
 
 @dataclass
@@ -103,26 +94,15 @@ class Corpus:
         )
 
 
-def read_rows(labels_csv: str | Path) -> list[CorpusRow]:
-    """Rows of a labels.csv (format: /work/shared/datasets/README.md)."""
-    with open(labels_csv, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        rows = []
-        for r in reader:
-            rows.append(
-                CorpusRow(
-                    pcap=(r.get("pcap") or "").strip(),
-                    label=(r.get("label") or "").strip().lower(),
-                    attack=(r.get("attack") or "").strip().lower(),
-                    hosts=(r.get("hosts") or "").strip(),
-                )
-            )
-    return [r for r in rows if r.pcap]
+def read_rows(labels_csv: str | Path) -> list[LabelRow]:
+    """Rows of a labels.csv (format: /work/shared/datasets/README.md); missing captures are
+    reported when loading, not here."""
+    return read_labels(labels_csv, check_files=False)
 
 
-def class_list(rows: list[CorpusRow]) -> tuple[str, ...]:
+def class_list(rows: list[LabelRow]) -> tuple[str, ...]:
     """('benign', *sorted attack families)."""
-    fams = sorted({r.family for r in rows if r.family != BENIGN})
+    fams = sorted({row_family(r) for r in rows} - {BENIGN})
     return (BENIGN, *fams)
 
 
@@ -135,47 +115,41 @@ def file_sha1(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(path: Path, row: CorpusRow, config: FeatureConfig) -> str:
-    """Cache file stem: content hash plus a hash of the label row, settings and cache version."""
+def code_fingerprint() -> str:
+    """SHA-1 over the source of the capture and features stages: a change there re-extracts."""
+    import jixiaoan.capture as cap_pkg
+    import jixiaoan.features as feat_pkg
+
+    h = hashlib.sha1()
+    for pkg in (cap_pkg, feat_pkg):
+        for src in sorted(Path(pkg.__file__).parent.glob("*.py")):
+            h.update(src.name.encode())
+            h.update(src.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(path: Path, row: LabelRow, config: FeatureConfig, code: str = "") -> str:
+    """Cache file stem: content hash plus a hash of the label row, settings, extractor code
+    and cache version."""
     meta = json.dumps(
-        {"v": CACHE_VERSION, "row": [row.label, row.attack, row.hosts], "cfg": config.to_dict()},
+        {
+            "v": CACHE_VERSION,
+            "row": [row.label, row.attack, list(row.hosts)],
+            "cfg": config.to_dict(),
+            "code": code,
+        },
         sort_keys=True,
     )
     return f"{file_sha1(path)[:20]}-{hashlib.sha1(meta.encode()).hexdigest()[:12]}"
 
 
-def _packet_truth(row: CorpusRow, headers, n: int) -> np.ndarray:
-    """Malicious flag per packet of one extracted batch."""
-    if row.label != "malicious":
-        return np.zeros(n, dtype=bool)
-    if not row.hosts:
-        return np.ones(n, dtype=bool)
-    from jixiaoan.features.labels import packet_labels  # noqa: PLC0415
-
-    return np.asarray(packet_labels(_label_row(row), headers), dtype=bool)
-
-
-def _label_row(row: CorpusRow):
-    """The features stage's own row type for ``packet_labels``."""
-    from jixiaoan.features import labels as flabels  # noqa: PLC0415
-
-    cls = flabels.LabelRow
-    names = getattr(cls, "__dataclass_fields__", {})
-    kw = {"pcap": row.pcap, "label": row.label, "attack": row.attack, "hosts": row.hosts}
-    if "hosts" in names and not isinstance(names["hosts"].default, str):
-        kw["hosts"] = tuple(row.hosts.split())
-    return cls(**{k: v for k, v in kw.items() if not names or k in names})
-
-
-def extract_file(path: Path, row: CorpusRow, config: FeatureConfig, batch_size: int = 8192):
+def extract_file(path: Path, row: LabelRow, config: FeatureConfig, batch_size: int = 8192):
     """Features and malicious flags of one capture; the warning is '' unless it was damaged."""
-    from jixiaoan.features.extractor import extract_capture  # noqa: PLC0415
-
     feats, truth, warning = [], [], ""
     try:
         for _frames, headers, fb in extract_capture(str(path), config, batch_size):
             feats.append(fb)
-            truth.append(_packet_truth(row, headers, len(fb)))
+            truth.append(np.asarray(packet_labels(row, headers), dtype=bool))
     except CaptureError as exc:
         warning = f"{row.pcap}: damaged capture, kept {sum(len(f) for f in feats)} packets ({exc})"
         log.warning(warning)
@@ -207,7 +181,7 @@ def _save_cached(path: Path, fb: FeatureBatch, malicious: np.ndarray, warning: s
 
 def default_cache_dir() -> Path:
     """Per-user cache folder for extracted corpus features."""
-    import platformdirs  # noqa: PLC0415
+    import platformdirs
 
     return Path(platformdirs.user_cache_dir("jixiaoan")) / "corpus"
 
@@ -232,6 +206,7 @@ def load_corpus(
     cache.mkdir(parents=True, exist_ok=True)
     todo = [r for r in rows if only is None or r.pcap in only]
     files, warns = [], []
+    code = code_fingerprint()
     bar = _progress(todo, progress, "corpus")
     for row in bar:
         path = root / row.pcap
@@ -239,7 +214,7 @@ def load_corpus(
             warns.append(f"{row.pcap}: missing")
             log.warning("%s: missing", row.pcap)
             continue
-        cpath = cache / f"{cache_key(path, row, config)}.npz"
+        cpath = cache / f"{cache_key(path, row, config, code)}.npz"
         got = _load_cached(cpath) if cpath.exists() else None
         if got is None:
             fb, mal, warning = extract_file(path, row, config)
@@ -253,7 +228,7 @@ def load_corpus(
             warns.append(warning)
         if len(fb) == 0:
             continue
-        files.append(CorpusFile(row.pcap, row.family, fb, mal, warning))
+        files.append(CorpusFile(row.pcap, row_family(row), fb, mal, warning))
     return Corpus(files, classes, config, str(labels_csv), warns)
 
 
@@ -270,6 +245,6 @@ def file_weights(sizes: list[int] | np.ndarray, cap: int = DEFAULT_FILE_CAP) -> 
 def _progress(items, enabled: bool, desc: str):
     if not enabled:
         return items
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     return tqdm(items, desc=desc, unit="file", leave=False)

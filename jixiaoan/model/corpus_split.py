@@ -74,6 +74,8 @@ def holdout_files(
     """
     rng = np.random.default_rng(seed)
     out = np.zeros(len(families), dtype=bool)
+    if share <= 0:
+        return out
     groups: dict[str, list[int]] = {}
     for i, fam in enumerate(families):
         if has_labels[i]:

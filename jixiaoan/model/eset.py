@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from jixiaoan.model.persist import load_model_dir, save_model_dir
 from jixiaoan.model.verdict import BENIGN, TrainingData, Verdicts
 
 KIND = "eset"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,6 +64,7 @@ class ESeTConfig:
     kitnet_max: int = 80_000  # packets KitNET is fitted on
     kitnet_epochs: int = 2
     kitnet_batch: int = 2048
+    kitnet_min_steps: int = 60  # KitNET's own default (600) is sized for small data
     batch_tokens: int = 8192
     max_file_packets: int = 3000  # DET works on at most the first this many packets of a file
     calib_share: float = 0.2
@@ -132,7 +135,8 @@ class ESeT:
             p = np.concatenate([np.full(len(f), w) for f, w in zip(files, weight)])
             pick = rng.choice(len(x), size=cfg.kitnet_max, replace=False, p=p / p.sum())
             x = x[np.sort(pick)]
-        return KitNET(seed=cfg.seed).fit(x, epochs=cfg.kitnet_epochs, batch_size=cfg.kitnet_batch)
+        kit = KitNET(seed=cfg.seed, min_steps=cfg.kitnet_min_steps)
+        return kit.fit(x, epochs=cfg.kitnet_epochs, batch_size=cfg.kitnet_batch)
 
     def _train(self, files, targets, weights, epochs, seed) -> dict:
         cfg = self.config
@@ -162,6 +166,7 @@ class ESeT:
         has_lab = np.array([m.any() for m in labelled])
         calib = holdout_files(fam, has_lab, cfg.calib_share, cfg.seed)
         lab = [np.where(m & ~c, y, enh.IGNORE) for y, m, c in zip(labels, labelled, calib)]
+        log.info("KitNET ready after %.1f s", time.perf_counter() - t0)
         rmse = [self.kitnet.score(f.afterimage) for f in files]
         self.det = self.new_det(len(self.classes))
         total_epochs = cfg.pretrain_epochs + cfg.rounds * cfg.round_epochs
@@ -177,6 +182,7 @@ class ESeT:
             )
         pre_info = {"packets": pre_fit.get("packets", 0), "loss": pre_fit.get("loss", [])}
         self.history = [{"pretrain": pre_info}]
+        log.info("DET pre-trained after %.1f s: %s", time.perf_counter() - t0, pre_info)
         if not cfg.supervised_only and cfg.rounds > 0:
             inp = RoundInputs(
                 files=[f for f, c in zip(files, calib) if not c],

@@ -1,4 +1,4 @@
-"""Synthetic TrainingData for the ESeT tests (no capture needed)."""
+"""Synthetic TrainingData for the ESeT tests (no capture needed; holds no tests itself)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,227 @@
+"""The train / evaluate / adapt logic behind the command line (argparse lives in cli.py).
+
+Every function takes plain arguments, prints a short table and returns a JSON-ready dict.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from jixiaoan.model.corpus import Corpus, file_weights, load_corpus
+from jixiaoan.model.corpus_split import DEFAULT_TEST_SHARE, SPLIT_SALT, file_split, labelled_split
+from jixiaoan.model.eset import ESeT, ESeTConfig
+from jixiaoan.model.evaluate import (
+    METHODS,
+    METRIC_KEYS,
+    format_table,
+    per_file_table,
+    run_method,
+    save_plots,
+    score_detector,
+)
+
+DEFAULT_FRACTIONS = (0.01, 0.10)
+
+
+def split_corpus(corpus: Corpus) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Train and test file indices of the fixed file-disjoint split, with a description."""
+    is_test = file_split(corpus.names, corpus.families)
+    train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    info = {
+        "rule": "per family, files ordered by SHA-1(salt + path), first round(0.3 n) to test "
+        "(clamped to [1, n-1]); single-file families train only",
+        "salt": SPLIT_SALT,
+        "test_share": DEFAULT_TEST_SHARE,
+        "train_files": len(train_idx),
+        "test_files": len(test_idx),
+        "train_packets": int(sum(len(corpus.files[i]) for i in train_idx)),
+        "test_packets": int(sum(len(corpus.files[i]) for i in test_idx)),
+        "test_malicious_packets": int(sum(int(corpus.files[i].malicious.sum()) for i in test_idx)),
+    }
+    return train_idx, test_idx, info
+
+
+def _pick(m: dict) -> dict:
+    return {k: m[k] for k in METRIC_KEYS}
+
+
+def train(
+    labels_csv: str | Path,
+    fraction: float = 0.10,
+    out_dir: str | Path = "models/default",
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    config: ESeTConfig | None = None,
+    png_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ESeT on the train split at ``fraction`` labels, score the test split, save the
+    model (weights + card with the test figures) to ``out_dir``."""
+    corpus = load_corpus(labels_csv, cache_dir=cache_dir, progress=progress)
+    for w in corpus.warnings:
+        print(f"warning: {w}")
+    train_idx, test_idx, split = split_corpus(corpus)
+    cfg = replace(config or ESeTConfig(), seed=seed)
+    masks = labelled_split([corpus.labels(i) for i in train_idx], fraction, seed)
+    data = corpus.training_data(train_idx, masks)
+    model = ESeT(cfg, corpus.config, progress=progress)
+    t0 = time.perf_counter()
+    model.learn_many(data)
+    secs = time.perf_counter() - t0
+    metrics, raw = score_detector(model, corpus, test_idx, secs, data.n_packets)
+    pngs = save_plots(raw, png_dir, f"eset_{fraction:g}") if png_dir else []
+    card_extra = {
+        "data": {
+            "labels_csv": str(Path(labels_csv).resolve()),
+            "fraction": fraction,
+            "seed": seed,
+            "labelled_packets": int(sum(int(m.sum()) for m in masks)),
+            "split": split,
+        },
+        "metrics": {**_pick(metrics), **{k: metrics[k] for k in ("tp", "fp", "fn", "tn")}},
+    }
+    model.save(out_dir, card_extra)
+    print(format_table([(f"eset @ {fraction:g}", metrics)]))
+    return {"model_dir": str(out_dir), **card_extra, "plots": pngs}
+
+
+def _fit_shared_kitnet(corpus: Corpus, train_idx: np.ndarray, cfg: ESeTConfig):
+    """KitNET on the train files exactly as ESeT fits it (no labels used), and its time."""
+    files = [corpus.files[i].features for i in train_idx]
+    t0 = time.perf_counter()
+    k = ESeT(cfg).fit_kitnet(files, file_weights([len(f) for f in files], cfg.file_cap),
+                             np.random.default_rng(cfg.seed))
+    return k, time.perf_counter() - t0
+
+
+def evaluate(
+    labels_csv: str | Path,
+    model_dir: str | Path | None = None,
+    methods: tuple[str, ...] | list[str] = METHODS,
+    fractions: tuple[float, ...] | list[float] = DEFAULT_FRACTIONS,
+    json_out: str | Path | None = None,
+    png_dir: str | Path | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    config: ESeTConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score a pre-trained model (``model_dir``) or train and score ``methods`` x ``fractions``
+    on the fixed file-disjoint split; writes ``json_out`` (after every run) and PNGs."""
+    corpus = load_corpus(labels_csv, cache_dir=cache_dir, progress=progress)
+    train_idx, test_idx, split = split_corpus(corpus)
+    if model_dir is not None:
+        model = ESeT.load(model_dir)
+        info = getattr(model, "card_data", {}).get("info", {})
+        m, raw = score_detector(
+            model, corpus, test_idx, info.get("train_seconds", 0.0), info.get("train_packets", 1)
+        )
+        result = {**_pick(m), "split": split, "model_dir": str(model_dir)}
+        result["per_file"] = per_file_table(raw["names"], raw["truth"], raw["preds"])
+        if png_dir:
+            result["plots"] = save_plots(raw, png_dir, Path(model_dir).name or "model")
+        print(format_table([(Path(model_dir).name or "model", m)]))
+        _write(json_out, result)
+        return result
+    cfg = replace(config or ESeTConfig(), seed=seed)
+    result = {
+        "labels_csv": str(Path(labels_csv).resolve()),
+        "split": split,
+        "seed": seed,
+        "eset_config": cfg.to_dict(),
+        "results": {},
+    }
+    kitnet, k_secs = None, 0.0
+    if any(m != "classic" for m in methods):
+        kitnet, k_secs = _fit_shared_kitnet(corpus, train_idx, cfg)
+        result["kitnet_fit_seconds"] = k_secs
+    rows = []
+    for fraction in fractions:
+        for method in methods:
+            t0 = time.perf_counter()
+            m, raw, _ = run_method(
+                method, corpus, train_idx, test_idx, fraction, seed, cfg, kitnet, k_secs, progress
+            )
+            entry = {**_pick(m), "labelled_packets": m["labelled_packets"]}
+            entry["wall_seconds"] = time.perf_counter() - t0
+            result["results"].setdefault(method, {})[f"{fraction:g}"] = entry
+            rows.append((f"{method} @ {fraction:g}", m))
+            if png_dir:
+                save_plots(raw, png_dir, f"{method}_{fraction:g}")
+            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+            _write(json_out, result)
+    print(format_table(rows))
+    return result
+
+
+def adapt(
+    model_dir: str | Path,
+    capture: str | Path,
+    until_s: float,
+    out_dir: str | Path,
+    labels_csv: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    rounds: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Adapt a trained model to a site capture (first ``until_s`` seconds), save the site model
+    to ``out_dir``. The labelled corpus is ``labels_csv`` or the one named in the model card
+    (when present); its train split at the card's fraction is mixed in."""
+    from jixiaoan.features.batch import FeatureBatch
+    from jixiaoan.features.extractor import extract_capture
+    from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS
+    from jixiaoan.model.eset_adapt import adapt as adapt_model
+
+    model = ESeT.load(model_dir)
+    card = getattr(model, "card_data", {})
+    batches = [fb for _f, _h, fb in extract_capture(str(capture), model.feature_config)]
+    site = FeatureBatch.concat(batches) if batches else None
+    if site is None:
+        raise ValueError(f"{capture}: no packets")
+    labels_csv = labels_csv or card.get("data", {}).get("labels_csv")
+    data = None
+    if labels_csv and Path(labels_csv).exists():
+        corpus = load_corpus(labels_csv, model.feature_config, cache_dir, progress)
+        train_idx, _, _ = split_corpus(corpus)
+        fraction = float(card.get("data", {}).get("fraction", 0.1))
+        seed = int(card.get("data", {}).get("seed", 0))
+        masks = labelled_split([corpus.labels(i) for i in train_idx], fraction, seed)
+        data = corpus.training_data(train_idx, masks)
+    site_model = adapt_model(model, site, data, until_s, rounds or DEFAULT_ROUNDS, progress)
+    before = _flag_share(model, site)
+    after = _flag_share(site_model, site)
+    extra = {
+        "data": {**card.get("data", {}), "site_capture": str(capture), "until_s": until_s},
+        "adapted": {"flagged_share_before": before, "flagged_share_after": after},
+    }
+    site_model.save(out_dir, extra)
+    print(f"site model: {out_dir}; share of packets flagged {before:.4f} -> {after:.4f}")
+    return {"model_dir": str(out_dir), **extra, "history": site_model.history}
+
+
+def _flag_share(model: ESeT, batch) -> float:
+    from jixiaoan.model.evaluate import predict_files
+
+    _, preds, _ = predict_files(model, [batch])
+    return float(preds[0].mean()) if len(preds[0]) else 0.0
+
+
+def _write(path: str | Path | None, result: dict) -> None:
+    if path is None:
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=True, default=_default))
+    tmp.replace(p)
+
+
+def _default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
