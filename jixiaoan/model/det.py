@@ -186,20 +186,28 @@ class DET(nn.Module):
         w = self.byte_proj.weight.view(cfg.d_model, cfg.n_bytes, cfg.n_embed)
         return torch.einsum("be,dpe->pbd", self.byte_table, w).reshape(-1, cfg.d_model)
 
+    def _bag(self, byte_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        offsets = torch.arange(self.cfg.n_bytes, dtype=torch.long) * N_BYTE_VALUES
+        return _TableBag.apply(byte_idx.long() + offsets, table)
+
     def embed_bytes_table(self, byte_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Table form of ``embed_bytes``: sum over positions of ``T[p, byte]`` (embedding bag)."""
-        offsets = torch.arange(self.cfg.n_bytes, dtype=torch.long) * N_BYTE_VALUES
-        flat = byte_idx.long() + offsets
-        return _TableBag.apply(flat, table) + self.byte_proj.bias
+        return self._bag(byte_idx, table) + self.byte_proj.bias
 
-    def fuse(self, tokens: torch.Tensor, freq: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Add positional embedding and the frequency-domain weighted residual."""
+    def freq_residual(self, freq: torch.Tensor) -> torch.Tensor:
+        """``g(W_FD) = tanh(W_FD * a + b)`` (n, d), ``W_FD = (norm(F) * mask) . V``."""
         f = torch.nan_to_num(freq.float(), nan=0.0, posinf=0.0, neginf=0.0)
-        f = (f - self.freq_mean) * self.freq_scale * self.freq_mask
-        w_fd = (f @ self.freq_weight).unsqueeze(-1)  # (n, 1)
-        g = torch.tanh(w_fd * self.freq_a + self.freq_b)
-        p = self.pos_embed[pos.long().clamp(0, self.cfg.max_pos - 1)]
-        return tokens + p + self.alpha * g
+        v_eff = self.freq_scale * self.freq_mask * self.freq_weight  # normalisation folded in
+        w_fd = (f @ v_eff - self.freq_mean @ v_eff).unsqueeze(-1)  # (n, 1)
+        return torch.tanh(torch.addcmul(self.freq_b, w_fd, self.freq_a))
+
+    def encode(
+        self, byte_idx: torch.Tensor, freq: torch.Tensor, pos: torch.Tensor, table: torch.Tensor
+    ) -> torch.Tensor:
+        """Input tokens: byte embedding + positional embedding + ``alpha * g(W_FD)``."""
+        pos_bias = self.pos_embed + self.byte_proj.bias  # (max_pos, d), bias folded in
+        p = pos_bias[pos.long().clamp(0, self.cfg.max_pos - 1)]
+        return torch.addcmul(self._bag(byte_idx, table) + p, self.freq_residual(freq), self.alpha)
 
     # ----- encoder over flat tokens ---------------------------------------------------------
 
@@ -220,7 +228,7 @@ class DET(nn.Module):
         """
         if table is None:
             table = self.lookup_table()
-        x = self.fuse(self.embed_bytes_table(byte_idx, table), freq, pos)
+        x = self.encode(byte_idx, freq, pos, table)
         w = self.cfg.window
         offs = torch.arange(-(w - 1), 1)
         valid = context.unsqueeze(1) + offs >= 0  # (n, W)

@@ -171,12 +171,12 @@ class DETStream:
         return out
 
     def _embed(self, batch: FeatureBatch, order: np.ndarray) -> torch.Tensor:
-        model = self.model
-        x = model.embed_bytes_table(
-            torch.from_numpy(batch.byte_idx[order].astype(np.int64)), self._table
+        return self.model.encode(
+            torch.from_numpy(batch.byte_idx[order].astype(np.int64)),
+            torch.from_numpy(batch.freq[order]),
+            torch.from_numpy(batch.pos[order]),
+            self._table,
         )
-        freq, pos = torch.from_numpy(batch.freq[order]), torch.from_numpy(batch.pos[order])
-        return model.fuse(x, freq, pos)
 
     def _layers_torch(self, x: torch.Tensor, codes: np.ndarray, writes) -> torch.Tensor:
         """Reference path: gather neighbours into a pool [batch tokens ; cache rows]."""
