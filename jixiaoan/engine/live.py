@@ -1,8 +1,9 @@
 """The engine's worker thread for live capture and replay.
 
 ``InferenceWorker`` takes FrameBatches from a bounded ``FrameQueue`` (filled by a capture
-thread), joins what has arrived into one larger batch (up to ``max_batch_packets`` packets or
-``max_wait_s`` after the first one, whichever comes first), runs ``Engine.process`` on it and
+thread), joins what has arrived into one larger batch (up to ``max_batch_packets`` packets, or
+until ``max_wait_s`` after the first packet's capture time, whichever comes first; whatever is
+already queued is taken at once), runs ``Engine.process`` on it and
 hands the ClassifiedBatch to every sink. Sinks are plain callables run on the worker thread
 (store submit, alert feed, ...); one that raises is logged and counted, never fatal. Nothing
 here runs per packet.
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[ClassifiedBatch], None]
 MAX_WAIT_LIMIT_S = 0.05  # a coalescing wait never exceeds this (latency budget)
+MAX_CLOCK_SKEW_S = 10.0  # a capture time this close to the wall clock is taken as live
 
 
 class BatchSource(Protocol):
@@ -139,7 +141,7 @@ class InferenceWorker:
             if self._stopping.is_set() or getattr(self.queue, "finished", False):
                 return None
         group, n = [first], len(first)
-        deadline = time.monotonic() + self.max_wait_s
+        deadline = time.monotonic() + self._wait_budget(first)
         while n < self.max_batch_packets:
             left = deadline - time.monotonic()
             nxt = self.queue.get(timeout=max(left, 0.0))
@@ -153,6 +155,15 @@ class InferenceWorker:
             self._counts["received"] += n
             self._counts["received_batches"] += len(group)
         return group
+
+    def _wait_budget(self, first: FrameBatch) -> float:
+        """How long to wait for more batches: ``max_wait_s`` counted from the capture time of
+        the batch's first packet when that is a recent wall-clock time (live capture: the
+        time it already spent in capture batching counts), else from now (replayed files)."""
+        age = time.time() - float(first.ts[0]) if len(first) else 0.0
+        if 0.0 <= age <= MAX_CLOCK_SKEW_S:
+            return max(0.0, self.max_wait_s - age)
+        return self.max_wait_s
 
     def _run(self) -> None:
         while True:
