@@ -74,20 +74,30 @@ def train(
     model.learn_many(data)
     secs = time.perf_counter() - t0
     metrics, raw = score_detector(model, corpus, test_idx, secs, data.n_packets)
+    metrics["labelled_packets"] = int(sum(int(m.sum()) for m in masks))
     pngs = save_plots(raw, png_dir, f"eset_{fraction:g}") if png_dir else []
-    card_extra = {
+    n_lab = metrics["labelled_packets"]
+    card_extra = card_extras(labels_csv, fraction, seed, n_lab, split, metrics)
+    model.save(out_dir, card_extra)
+    print(format_table([(f"eset @ {fraction:g}", metrics)]))
+    return {"model_dir": str(out_dir), **card_extra, "plots": pngs}
+
+
+def card_extras(
+    labels_csv, fraction: float, seed: int, labelled: int, split: dict, metrics: dict
+) -> dict:
+    """Card sections describing the training data and the test-split figures."""
+    return {
         "data": {
             "labels_csv": str(Path(labels_csv).resolve()),
             "fraction": fraction,
             "seed": seed,
-            "labelled_packets": int(sum(int(m.sum()) for m in masks)),
+            "labelled_packets": labelled,
             "split": split,
         },
         "metrics": {**_pick(metrics), **{k: metrics[k] for k in ("tp", "fp", "fn", "tn")}},
+        "metrics_note": "file-disjoint test split of the corpus, malicious = positive, per packet",
     }
-    model.save(out_dir, card_extra)
-    print(format_table([(f"eset @ {fraction:g}", metrics)]))
-    return {"model_dir": str(out_dir), **card_extra, "plots": pngs}
 
 
 def _fit_shared_kitnet(corpus: Corpus, train_idx: np.ndarray, cfg: ESeTConfig):
@@ -110,9 +120,11 @@ def evaluate(
     cache_dir: str | Path | None = None,
     config: ESeTConfig | None = None,
     progress: bool = True,
+    save_dir: str | Path | None = None,
 ) -> dict:
     """Score a pre-trained model (``model_dir``) or train and score ``methods`` x ``fractions``
-    on the fixed file-disjoint split; writes ``json_out`` (after every run) and PNGs."""
+    on the fixed file-disjoint split; writes ``json_out`` (after every run) and PNGs, and with
+    ``save_dir`` every trained ESeT-family model as ``save_dir/<method>_<fraction>``."""
     corpus = load_corpus(labels_csv, cache_dir=cache_dir, progress=progress)
     train_idx, test_idx, split = split_corpus(corpus)
     if model_dir is not None:
@@ -144,9 +156,12 @@ def evaluate(
     for fraction in fractions:
         for method in methods:
             t0 = time.perf_counter()
-            m, raw, _ = run_method(
+            m, raw, det = run_method(
                 method, corpus, train_idx, test_idx, fraction, seed, cfg, kitnet, k_secs, progress
             )
+            if save_dir is not None and isinstance(det, ESeT):
+                extra = card_extras(labels_csv, fraction, seed, m["labelled_packets"], split, m)
+                det.save(Path(save_dir) / f"{method}_{fraction:g}", extra)
             entry = {**_pick(m), "labelled_packets": m["labelled_packets"]}
             entry["wall_seconds"] = time.perf_counter() - t0
             result["results"].setdefault(method, {})[f"{fraction:g}"] = entry

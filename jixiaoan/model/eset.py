@@ -49,24 +49,24 @@ log = logging.getLogger(__name__)
 class ESeTConfig:
     """ESeT training settings; the defaults keep a corpus run to minutes on 2 CPU cores."""
 
-    rounds: int = 4
+    rounds: int = 3
     pretrain_epochs: int = 4
-    round_epochs: int = 2
+    round_epochs: int = 1
     lr: float = 2e-3
     selector: bool = True
     enhance: bool = True
     supervised_only: bool = False
     threshold_quantile: float = 0.95  # selector: T_m / T_b quantiles (eset_selector)
     labelled_share: float = 1.0  # share of labelled packets mixed into every round
-    exchange_share: float = 0.3  # frequency-exchanged extra samples per pseudo-label
-    pool_max: int = 60_000  # unlabelled packets the rounds look at, over all rounds
-    train_max: int = 40_000  # target packets per DET training call
+    exchange_share: float = 0.2  # frequency-exchanged extra samples per pseudo-label
+    pool_max: int = 24_000  # unlabelled packets the rounds look at, over all rounds
+    train_max: int = 16_000  # target packets per DET training call
     kitnet_max: int = 80_000  # packets KitNET is fitted on
     kitnet_epochs: int = 2
     kitnet_batch: int = 2048
     kitnet_min_steps: int = 60  # KitNET's own default (600) is sized for small data
     batch_tokens: int = 8192
-    max_file_packets: int = 3000  # DET works on at most the first this many packets of a file
+    max_file_packets: int = 1500  # DET works on at most the first this many packets of a file
     calib_share: float = 0.2
     file_cap: int = DEFAULT_FILE_CAP
     min_growth: float = 0.01

@@ -10,6 +10,7 @@ kept set grows by less than ``min_growth`` or at the round budget.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,11 +80,13 @@ def run_rounds(
 
         rounds = tqdm(rounds, desc="ESeT rounds", leave=False)
     for r in rounds:
+        t_round = time.perf_counter()
         active = [(s >= 0) & (s <= r) for s in slices]
         need = [i for i in range(len(inp.files)) if active[i].any() or (check[i] >= 0).any()]
         pred = [np.full(len(f), -1, dtype=np.int64) for f in inp.files]
         for i in need:
             pred[i] = predicted_classes(predict(inp.files[i]), 0.5)
+        t_pred = time.perf_counter() - t_round
         th = _thresholds(inp, check, pred, cfg.threshold_quantile)
         pseudo = []
         for i, f in enumerate(inp.files):
@@ -99,6 +102,7 @@ def run_rounds(
         n_active = int(sum(a.sum() for a in active))
         n_kept = enh.count(pseudo)
         entry = {"round": r, "active": n_active, "kept": n_kept, **th.to_dict()}
+        entry["predict_seconds"] = round(t_pred, 1)
         entry["kept_malicious"] = int(sum(int((p > 0).sum()) for p in pseudo))
         if r > 0 and n_kept <= prev_kept * (1.0 + cfg.min_growth):
             entry["stopped"] = "pseudo-label set stopped growing"
@@ -130,6 +134,7 @@ def run_rounds(
             )
             entry["loss"] = fit.get("loss", [])
             entry["trained_packets"] = fit.get("packets", 0)
+        entry["seconds"] = round(time.perf_counter() - t_round, 1)
         history.append(entry)
         log.info("ESeT round %d: %s", r, entry)
     return history
