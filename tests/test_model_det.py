@@ -127,3 +127,27 @@ def test_learns_byte_pattern_and_timing_classes():
     for cls in range(3):
         accuracy = (pred == y_test)[y_test == cls].mean()
         assert accuracy > 0.9, (cls, accuracy)
+
+
+def test_state_dict_round_trip_reproduces_verdicts(data):
+    batch, labels = data
+    model = small_model(seed=2, freq_mask=(1, 1, 1, 1, 0, 1, 1, 1, 1))
+    train_det(model, [batch], [labels], None, epochs=1, lr=1e-3, seed=0, batch_tokens=512)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert bool(state["freq_fitted"]) and state["freq_mask"][4] == 0
+    again = DET(DETConfig.from_dict(model.cfg.to_dict()))
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(predict_proba(again, batch), predict_proba(model, batch))
+
+
+def test_masked_frequency_bin_has_no_influence(data):
+    batch, _ = data
+    model = small_model(freq_mask=(1, 1, 0, 1, 1, 1, 1, 1, 1))
+    changed = batch.take(np.arange(len(batch)))
+    changed.freq = changed.freq.copy()
+    changed.freq[:, 2] += 50.0
+    np.testing.assert_allclose(
+        predict_proba(model, changed), predict_proba(model, batch), atol=1e-6
+    )
+    changed.freq[:, 3] += 50.0  # an unmasked bin does change verdicts
+    assert np.abs(predict_proba(model, changed) - predict_proba(model, batch)).max() > 1e-4
