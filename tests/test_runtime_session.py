@@ -91,7 +91,8 @@ def test_live_capture_without_a_device_list_discovers_the_lan_hosts(tmp_path):
         try:
             for _ in range(3):  # discovery is checked once a second: keep traffic coming
                 net.run(1, ["tcpreplay", "-i", net.ifaces[1], "--pps", "200", str(WIKI)])
-            assert wait_for(lambda: len(session.engine.devices) >= 2, 30)
+            assert wait_for(lambda: session.status().classified >= 3 * 136, 30)
+            assert len(session.engine.devices) >= 2
         finally:
             session.stop()
     status = session.status()

@@ -48,6 +48,7 @@ class MonitorOptions:
     max_batch_packets: int = 16384
     max_wait_s: float = 0.05
     store_queue_batches: int = 64
+    store_process: bool = True  # write the database from a child process (own core, own GIL)
     max_devices: int = 64
     tick_s: float = 1.0
     mail_stop_timeout_s: float = 2.0

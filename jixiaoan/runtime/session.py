@@ -35,6 +35,7 @@ from jixiaoan.model.verdict import Detector
 from jixiaoan.runtime.latency import LatencyRecorder
 from jixiaoan.runtime.options import MonitorOptions, alert_config
 from jixiaoan.runtime.status import DeviceStatus, MonitorStatus
+from jixiaoan.runtime.store_process import ProcessStore
 from jixiaoan.storage.store import PacketStore
 
 log = logging.getLogger(__name__)
@@ -118,20 +119,24 @@ class MonitorSession:
                 dev.name = self.cfg.device_name(dev.mac)
         return devices
 
-    def _open_store(self) -> PacketStore:
+    def _open_store(self) -> PacketStore | ProcessStore:
         opts, storage = self.options, self.cfg.storage
         path = opts.db_path or str(self.cfg.resolved_db_path())
         age = storage.retention_days * 86400.0 if storage.retention_days > 0 else None
         if opts.replay:
             age = None  # a replayed capture's packets carry their old capture times
-        return PacketStore(
-            path,
+        kwargs = dict(
             retention_rows=storage.retention_rows or None,
             retention_age_s=age,
             queue_batches=opts.store_queue_batches,
-            on_commit=self.latency.committed,
             model_name=self.model_name,
         )
+        if opts.store_process:
+            return ProcessStore(
+                path, on_commit=self.latency.committed,
+                max_inflight_batches=opts.store_queue_batches, **kwargs,
+            )
+        return PacketStore(path, on_commit=self.latency.committed, **kwargs)
 
     def _make_source(self):
         opts = self.options
