@@ -3,7 +3,7 @@
 Usage (root, iproute2 and tcpreplay installed):
   .venv/bin/python benchmarks/bench_live.py [--mbps 50 500] [--pps 100000] [--topspeed]
       [--capture FILE] [--packets N] [--model DIR | --no-model] [--buffer-mb 4]
-      [--max-devices 64] [--json OUT]
+      [--max-devices 64] [--store-thread] [--json OUT]
 
 Without rate options it runs --mbps 50 500 --pps 100000 --topspeed. Without --capture a pcap
 of N real Ethernet frames is built from ../shared/datasets (or tests/data). The shipped model
@@ -34,13 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--buffer-mb", type=float, default=4.0)
     p.add_argument("--max-devices", type=int, default=64,
                    help="watch the capture's N most active local hosts")
+    p.add_argument("--store-thread", action="store_true",
+                   help="keep the store in the monitor's process (default: a child process)")
     p.add_argument("--json")
     a = p.parse_args(argv)
     rates = [f"mbps={x:g}" for x in a.mbps] + [f"pps={x:g}" for x in a.pps]
     rates += ["top"] if a.topspeed else []
     model = None if a.no_model else (a.model or "auto")
     runs = run_live_bench(
-        rates or DEFAULT_RATES, a.capture, a.packets, model, a.buffer_mb, a.max_devices
+        rates or DEFAULT_RATES, a.capture, a.packets, model, a.buffer_mb, a.max_devices,
+        not a.store_thread,
     )
     if a.json:
         Path(a.json).write_text(json.dumps(as_dicts(runs), indent=2) + "\n")

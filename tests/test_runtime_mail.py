@@ -112,10 +112,7 @@ def run_replay(cfg: Config, capture: Path, tmp_path: Path):
     mailer = session.alerting.mailer
     assert mailer is not None
     mailer.backoff_s = 0.2  # retry soon (the default waits 5 s)
-    warm = next(iter(read_capture(str(DATA / BENIGN))))
-    session.engine.process(warm)  # compile and warm the kernels before the paced replay
-    session.engine.reset()
-    session.start()
+    session.start()  # warms the engine up before the paced replay begins
     if not session.wait_finished(timeout=120):
         session.stop()
         raise AssertionError("the replay did not finish")

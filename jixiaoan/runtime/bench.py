@@ -133,12 +133,32 @@ def _settle(session: MonitorSession, limit_s: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+def replay_capacity(capture: Path, devices, model_dir: str | None, tmp: Path,
+                    store_process: bool = True) -> tuple[int, float]:
+    """Packets per second the whole pipeline sustains without a network: the capture
+    replayed as fast as the engine takes it (lossless), until every row is committed."""
+    opts = MonitorOptions(replay=str(capture), speed=0, devices=devices,
+                          db_path=str(tmp / "capacity.sqlite3"), model_dir=model_dir,
+                          store_process=store_process)
+    session = MonitorSession(Config(), opts)
+    t0 = time.monotonic()
+    session.start()
+    try:
+        session.wait_finished(timeout=600)
+    finally:
+        session.stop()
+    elapsed = time.monotonic() - t0
+    n = session.status().classified
+    return n, n / elapsed if elapsed > 0 else 0.0
+
+
 def run_rate(pair, capture: Path, rate: str, devices, model_dir: str | None, tmp: Path,
-             packets: int, buffer_mb: float) -> LiveRun:
+             packets: int, buffer_mb: float, store_process: bool = True) -> LiveRun:
     """One MonitorSession on ``pair`` end 0 while tcpreplay sends ``capture`` from end 1."""
     opts = MonitorOptions(
         iface=pair.ifaces[0], devices=devices, db_path=str(tmp / f"{rate}.sqlite3"),
         model_dir=model_dir, capture_buffer_bytes=int(buffer_mb * 1024 * 1024),
+        store_process=store_process,
     )
     session = MonitorSession(Config(), opts)
     with pair.entered(0):
@@ -181,12 +201,14 @@ def run_live_bench(
     model_dir: str | None = "auto",
     buffer_mb: float = 4.0,
     max_devices: int = 64,
+    store_process: bool = True,
     out: Callable[[str], None] = print,
 ) -> list[LiveRun]:
     """Run every rate (``mbps=X``, ``pps=X``, ``top``) and print a line each. ``model_dir``
     "auto" uses the shipped model when models/default exists, else none. The watched devices
     are the capture's ``max_devices`` most active local hosts (each stored packet costs a row
-    per watched end, so this sets the store's load)."""
+    per watched end, so this sets the store's load). ``store_process`` False keeps the store in
+the monitor's process (for comparison)."""
     problem = netlab_problem() or (None if shutil.which("tcpreplay") else "tcpreplay missing")
     if problem:
         raise RuntimeError(f"live benchmark impossible here: {problem}")
@@ -201,12 +223,17 @@ def run_live_bench(
         else:
             path = Path(capture)
         devices, _ = discover_devices(str(path), limit=max_devices)
+        where = "child process" if store_process else "monitor process"
         out(f"model: {model_dir or 'none (packets stored unclassified)'}; "
-            f"{len(devices)} watched devices; capture {path}")
+            f"{len(devices)} watched devices; store in the {where}; capture {path}")
+        n, pps = replay_capacity(path, devices, model_dir, tmp, store_process)
+        out(f"pipeline capacity (file replayed as fast as it goes, no network): "
+            f"{n:,} packets, {pps:,.0f} pkt/s end to end")
         runs = []
         with veth_pair() as pair:
             for rate in rates:
-                run = run_rate(pair, path, rate, devices, model_dir, tmp, packets, buffer_mb)
+                run = run_rate(pair, path, rate, devices, model_dir, tmp, packets, buffer_mb,
+                               store_process)
                 out(run.line())
                 runs.append(run)
         return runs

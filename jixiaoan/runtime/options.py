@@ -51,6 +51,7 @@ class MonitorOptions:
     store_process: bool = True  # write the database from a child process (own core, own GIL)
     max_devices: int = 64
     tick_s: float = 1.0
+    warm_up: bool = True  # run the engine once on synthetic packets before capturing
     mail_stop_timeout_s: float = 2.0
     password_store: PasswordStore | None = None
 

@@ -21,9 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
+
 from jixiaoan.alerts.mailer import MailerStats
 from jixiaoan.alerts.policy import AlertEvent
 from jixiaoan.alerts.setup import Alerting
+from jixiaoan.capture.batch import FrameBatch
 from jixiaoan.capture.queues import FrameQueue
 from jixiaoan.config import Config
 from jixiaoan.engine.batch import ClassifiedBatch, Device
@@ -167,8 +170,19 @@ class MonitorSession:
 
     # ---- life cycle -------------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Run the engine once on a few synthetic packets, then forget them, so that loading
+        compiled kernels (and the model's first call) does not stall the first live batch."""
+        t0 = time.perf_counter()
+        self.engine.process(warm_up_frames())
+        self.engine.reset()
+        log.debug("engine warmed up in %.2f s", time.perf_counter() - t0)
+
     def start(self) -> MonitorSession:
-        """Open the capture (errors raise here) and start the worker and the timer."""
+        """Warm the engine up, open the capture (errors raise here), start the worker and the
+        timer."""
+        if self.options.warm_up:
+            self.warm_up()
         self.source = self._make_source()
         try:
             self.source.start()
@@ -420,6 +434,29 @@ class MonitorSession:
             errors=errors,
             devices=rows,
         )
+
+
+def warm_up_frames() -> FrameBatch:
+    """A handful of Ethernet frames (TCP, UDP, ICMP over IPv4, UDP over IPv6, ARP)."""
+    mac = bytes.fromhex("020000000001") + bytes.fromhex("020000000002")
+    ip4 = bytes.fromhex("4500003c00004000400600000a0000010a000002")
+    tcp = bytes.fromhex("d431005000000001000000005002ffff00000000") + b"x" * 20
+    udp4 = bytes.fromhex("4500003000004000401100000a0000010a000002")
+    udp = bytes.fromhex("d431003500140000") + b"q" * 20
+    icmp4 = bytes.fromhex("4500001c00004000400100000a0000010a000002")
+    icmp = bytes.fromhex("0800000000010001")
+    ip6 = bytes.fromhex("6000000000141140") + bytes(15) + b"\x01" + bytes(15) + b"\x02"
+    arp = bytes.fromhex("0001080006040001020000000001") + bytes.fromhex("0a000001") + bytes(6)
+    arp += bytes.fromhex("0a000002")
+    frames = [
+        mac + b"\x08\x00" + ip4 + tcp,
+        mac + b"\x08\x00" + udp4 + udp,
+        mac + b"\x08\x00" + icmp4 + icmp,
+        mac + b"\x86\xdd" + ip6 + udp,
+        mac + b"\x08\x06" + arp,
+    ]
+    frames = frames * 4
+    return FrameBatch.from_frames(frames, 1_000_000_000.0 + np.arange(len(frames)) * 1e-3)
 
 
 def _load_model(model_dir: str | None) -> Detector | None:
