@@ -22,23 +22,23 @@ def setup():
 
 
 def stream(model: DET, batch: FeatureBatch, cuts: np.ndarray, **kw) -> np.ndarray:
-    s = DETStream(model, threads=1, **kw)
+    s = DETStream(model, **{"threads": 1, **kw})
     bounds = np.concatenate([[0], np.sort(cuts), [len(batch)]])
     return np.concatenate(
         [s.predict_proba(batch.take(np.arange(a, b))) for a, b in zip(bounds[:-1], bounds[1:])]
     )
 
 
-@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize(("engine", "threads"), [("numba", 1), ("torch", 1), ("numba", 2)])
 @pytest.mark.parametrize("n_cuts", [0, 3, 40, "every"])
-def test_stream_equals_offline(setup, n_cuts, engine):
+def test_stream_equals_offline(setup, n_cuts, engine, threads):
     model, batch, offline = setup
     n = len(batch)
     if n_cuts == "every":
         cuts = np.arange(1, n)
     else:
         cuts = np.random.default_rng(n_cuts).choice(np.arange(1, n), n_cuts, replace=False)
-    out = stream(model, batch, cuts, engine=engine)
+    out = stream(model, batch, cuts, engine=engine, threads=threads)
     assert out.shape == offline.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, offline, atol=1e-5)
 
@@ -83,9 +83,10 @@ def test_session_cap_evicts_least_recently_used(setup):
     np.testing.assert_allclose(s2.predict_proba(batch.take(idx)), offline[idx], atol=1e-5)
 
 
-def test_cap_bounds_sessions_over_many_batches(setup):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cap_bounds_sessions_over_many_batches(setup, threads):
     model, _, _ = setup
-    s = DETStream(model, threads=1, max_sessions=50)
+    s = DETStream(model, threads=threads, max_sessions=50)
     for k in range(5):
         b, _ = synthetic_stream(40, seed=20 + k, first_session=1000 * k)
         s.predict_proba(b)

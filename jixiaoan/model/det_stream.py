@@ -13,7 +13,8 @@ take about 350 MiB.
 
 from __future__ import annotations
 
-import numba
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -25,7 +26,13 @@ INITIAL_SLOTS = 1024
 
 
 class DETStream:
-    """Stateful per-packet DET inference with bounded per-session caches."""
+    """Stateful per-packet DET inference with bounded per-session caches.
+
+    With ``threads`` >= 2 the sessions are split over that many shards (by a hash of the
+    session id), each with its own caches, run side by side in a thread pool with one torch
+    thread each: sessions never interact, so the result is the same as one shard, and the cores
+    stay busy without torch's per-operation thread hand-offs.
+    """
 
     def __init__(
         self,
@@ -37,13 +44,65 @@ class DETStream:
     ):
         if engine not in ("numba", "torch"):
             raise ValueError(f"unknown engine {engine!r}")
-        self.engine = engine
         self.model = model.eval()
+        self.n_shards = max(1, threads)
+        if threads:
+            torch.set_num_threads(1)
+        per_shard = -(-max_sessions // self.n_shards)
+        self._shards = [
+            _ShardStream(model, per_shard, idle_s, engine) for _ in range(self.n_shards)
+        ]
+        self._pool = ThreadPoolExecutor(self.n_shards) if self.n_shards > 1 else None
+
+    def reset(self) -> None:
+        """Forget every session (and refresh the byte lookup table from the model)."""
+        for shard in self._shards:
+            shard.reset()
+
+    def predict_proba(self, batch: FeatureBatch) -> np.ndarray:
+        """Class probabilities (n, C) float32; updates the per-session caches."""
+        if self._pool is None:
+            return self._shards[0].predict_proba(batch)
+        session = np.asarray(batch.session, dtype=np.int64)
+        mixed = (session.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+        shard_of = (mixed % np.uint64(self.n_shards)).astype(np.int64)
+        parts = [np.flatnonzero(shard_of == k) for k in range(self.n_shards)]
+        jobs = [
+            self._pool.submit(shard.predict_proba, _rows(batch, idx))
+            for shard, idx in zip(self._shards, parts, strict=True)
+        ]
+        out = np.empty((len(batch), self.model.cfg.n_classes), dtype=np.float32)
+        for idx, job in zip(parts, jobs, strict=True):
+            out[idx] = job.result()
+        return out
+
+    @property
+    def n_sessions(self) -> int:
+        """Sessions currently cached."""
+        return sum(shard.n_sessions for shard in self._shards)
+
+
+def _rows(batch: FeatureBatch, idx: np.ndarray) -> FeatureBatch:
+    """The rows DET needs (no AfterImage copy)."""
+    ts = batch.ts[idx] if len(batch.ts) == len(batch) else batch.ts[:0]
+    return FeatureBatch(
+        byte_idx=batch.byte_idx[idx],
+        freq=batch.freq[idx],
+        afterimage=batch.afterimage[:0],
+        session=batch.session[idx],
+        pos=batch.pos[idx],
+        ts=ts,
+    )
+
+
+class _ShardStream:
+    """One shard: caches for its sessions and the layer-by-layer batch inference."""
+
+    def __init__(self, model: DET, max_sessions: int, idle_s: float, engine: str):
+        self.engine = engine
+        self.model = model
         self.max_sessions = max_sessions
         self.idle_s = idle_s
-        if threads:
-            torch.set_num_threads(threads)
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         self.reset()
 
     # ----- state ----------------------------------------------------------------------------
