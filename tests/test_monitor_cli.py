@@ -33,7 +33,7 @@ def monitor(*args: str) -> subprocess.Popen:
     env = {**os.environ, "JIXIAOAN_CONFIG": os.devnull + ".missing"}
     return subprocess.Popen(
         [sys.executable, "-c", RUN, "monitor", *args], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )
 
 
@@ -87,7 +87,7 @@ def test_ctrl_c_stops_cleanly_and_flushes(tmp_path):
     assert first.startswith("monitoring"), proc.stderr.read()
     while not STATUS_LINE.search(proc.stdout.readline()):
         pass
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "interrupted; stopped:" in out

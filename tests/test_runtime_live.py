@@ -131,6 +131,7 @@ def session_for(cfg: Config, tmp_path: Path, **options) -> tuple[MonitorSession,
     return session, oracle
 
 
+@pytest.mark.live
 @pytest.mark.skipif(shutil.which("tcpreplay") is None, reason="tcpreplay is not installed")
 def test_live_capture_over_veth_fills_tables_and_alerts_only_for_the_attacker(tmp_path):
     files = [DATA / ATTACK, *(DATA / b for b in BENIGN)]

@@ -80,6 +80,7 @@ def test_a_silent_device_re_arms_on_the_timer(tmp_path):
         session.stop()
 
 
+@pytest.mark.live
 @pytest.mark.skipif(shutil.which("tcpreplay") is None, reason="tcpreplay is not installed")
 def test_live_capture_without_a_device_list_discovers_the_lan_hosts(tmp_path):
     with veth_namespaces(2) as net:

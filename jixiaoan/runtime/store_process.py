@@ -15,7 +15,9 @@ import contextlib
 import itertools
 import logging
 import multiprocessing as mp
+import os
 import queue
+import signal
 import threading
 import time
 from dataclasses import replace
@@ -31,7 +33,10 @@ STATUS_INTERVAL_S = 0.05
 
 def _child(path: str, kwargs: dict[str, Any], inbox, outbox) -> None:
     """The child process: one PacketStore fed from ``inbox``; replies and counters to
-    ``outbox``."""
+    ``outbox``. Ctrl-C reaches the whole process group: the child ignores it and lets the
+    parent close it in order; it closes the store itself if the parent disappears."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
     try:
         store = PacketStore(
             path, on_commit=lambda ts, wall, rows: outbox.put(("commit", ts, wall, rows)), **kwargs
@@ -69,6 +74,9 @@ def _child(path: str, kwargs: dict[str, Any], inbox, outbox) -> None:
         if now - last_status >= STATUS_INTERVAL_S:
             last_status = now
             outbox.put(("status", taken, store.counters()))
+            if os.getppid() != parent:  # orphaned: keep what was sent, then go
+                store.close()
+                return
 
 
 class ProcessStore:
