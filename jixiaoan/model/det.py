@@ -206,7 +206,7 @@ class DET(nn.Module):
     ) -> torch.Tensor:
         """Input tokens: byte embedding + positional embedding + ``alpha * g(W_FD)``."""
         pos_bias = self.pos_embed + self.byte_proj.bias  # (max_pos, d), bias folded in
-        p = pos_bias[pos.long().clamp(0, self.cfg.max_pos - 1)]
+        p = pos_bias.index_select(0, pos.long().clamp(0, self.cfg.max_pos - 1))
         return torch.addcmul(self._bag(byte_idx, table) + p, self.freq_residual(freq), self.alpha)
 
     # ----- encoder over flat tokens ---------------------------------------------------------
