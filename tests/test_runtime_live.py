@@ -19,15 +19,15 @@ import pytest
 
 from jixiaoan.capture.batch import FrameBatch, ip_from_str
 from jixiaoan.capture.pcapfile import read_capture
-from jixiaoan.capture.pcapwriter import PcapWriter
 from jixiaoan.config import Config
 from jixiaoan.engine.batch import Device
 from jixiaoan.engine.offline import discover_devices
 from jixiaoan.engine.pipeline import Engine
 from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.verdict import Detector, TrainingData, Verdicts
+from jixiaoan.runtime.engine_setup import warm_up_frames
 from jixiaoan.runtime.options import MonitorOptions
-from jixiaoan.runtime.session import MonitorSession, warm_up_frames
+from jixiaoan.runtime.session import MonitorSession
 from jixiaoan.storage.store import StoreReader
 from tests.netns import veth_namespaces
 
@@ -175,19 +175,3 @@ def test_live_capture_over_veth_fills_tables_and_alerts_only_for_the_attacker(tm
     assert alerts[0].device.ip == ATTACKER
     assert status.alerts_fired == 1
     assert status.devices[0].total_share == 1.0
-
-
-def merged_capture(path: Path, names: list[str]) -> int:
-    """Write ``names`` one after the other (times shifted to follow on) as one pcap."""
-    written, offset = 0, None
-    with PcapWriter(str(path), linktype=1) as out:
-        for name in names:
-            for frames in read_capture(str(DATA / name)):
-                if offset is None:
-                    offset = float(frames.ts[0])
-                shift = offset - float(frames.ts[0])
-                frames.ts = frames.ts + shift
-                offset = float(frames.ts[-1]) + 0.01
-                out.write(frames)
-                written += len(frames)
-    return written

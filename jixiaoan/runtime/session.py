@@ -21,20 +21,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import numpy as np
-
 from jixiaoan.alerts.mailer import MailerStats
 from jixiaoan.alerts.policy import AlertEvent
 from jixiaoan.alerts.setup import Alerting
-from jixiaoan.capture.batch import FrameBatch
 from jixiaoan.capture.queues import FrameQueue
 from jixiaoan.config import Config
 from jixiaoan.engine.batch import ClassifiedBatch, Device
-from jixiaoan.engine.devices import DeviceDiscovery, DeviceIndex
 from jixiaoan.engine.live import InferenceWorker
 from jixiaoan.engine.offline import discover_devices
 from jixiaoan.engine.pipeline import Engine
-from jixiaoan.model.verdict import Detector
+from jixiaoan.runtime.discovery import LiveDiscovery
+from jixiaoan.runtime.engine_setup import load_model, warm_up_frames
 from jixiaoan.runtime.latency import LatencyRecorder
 from jixiaoan.runtime.options import MonitorOptions, alert_config
 from jixiaoan.runtime.status import DeviceStatus, MonitorStatus
@@ -42,10 +39,6 @@ from jixiaoan.runtime.store_process import ProcessStore
 from jixiaoan.storage.store import PacketStore
 
 log = logging.getLogger(__name__)
-
-
-def _device_key(dev: Device) -> str:
-    return dev.mac or dev.ip
 
 
 class MonitorSession:
@@ -61,12 +54,12 @@ class MonitorSession:
             raise ValueError("give either an interface or a capture to replay")
         self.options = options
         self.cfg = alert_config(cfg, options)
-        self.detector = options.detector or _load_model(options.model_dir)
+        self.detector = options.detector or load_model(options.model_dir)
         self.model_name = str(getattr(self.detector, "name", "")) if self.detector else ""
         self.source_name = (
             f"replay {options.replay}" if options.replay else f"iface {options.iface}"
         )
-        self._discovery: DeviceDiscovery | None = None
+        self._discover = False
         devices = self._initial_devices()
         self.engine = Engine(devices, self.detector)
         self.queue = FrameQueue(
@@ -86,15 +79,14 @@ class MonitorSession:
         self.recent_alerts: deque[AlertEvent] = deque(maxlen=100)
         self.alerting.monitor.add_callback(self.recent_alerts.append)
         sinks: list[Callable[[ClassifiedBatch], None]] = [self._store_sink, self._alert_sink]
-        if self._discovery is not None:
-            sinks.insert(0, self._discover_sink)
+        if self._discover:
+            sinks.insert(0, LiveDiscovery(self.engine, self._register_new, options.max_devices))
         self.worker = InferenceWorker(
             self.engine, self.queue, sinks, options.max_batch_packets, options.max_wait_s
         )
         self.source = None
         self._lock = threading.Lock()
         self._clock = (float("-inf"), 0.0)  # (latest capture time fed to alerts, monotonic then)
-        self._next_discovery = 0.0
         self._ticker: threading.Thread | None = None
         self._stop_tick = threading.Event()
         self._started_at = 0.0
@@ -115,7 +107,7 @@ class MonitorSession:
             if error:
                 log.warning("device discovery stopped early: %s", error)
         else:
-            self._discovery = DeviceDiscovery()
+            self._discover = True
             devices = []
         for dev in devices:
             if not dev.name and dev.mac:
@@ -302,28 +294,10 @@ class MonitorSession:
             with self._lock:
                 self._clock = (latest, time.monotonic())
 
-    def _discover_sink(self, batch: ClassifiedBatch) -> None:
-        """Live capture without a device list: add the LAN devices the traffic shows, checked
-        once a second, up to ``max_devices`` (packets count from the next batch on)."""
-        assert self._discovery is not None
-        self._discovery.observe(batch.headers)
-        now = time.monotonic()
-        if now < self._next_discovery or len(self.engine.devices) >= self.options.max_devices:
-            return
-        self._next_discovery = now + 1.0
-        known = {_device_key(d) for d in self.engine.devices}
-        room = self.options.max_devices - len(self.engine.devices)
-        new = [d for d in self._discovery.devices() if _device_key(d) not in known][:room]
-        if not new:
-            return
-        for dev in new:
-            if not dev.name and dev.mac:
-                dev.name = self.cfg.device_name(dev.mac)
-            self.store.register_device(dev)
-            log.info("watching new device %s", dev.label)
-        devices = [*self.engine.devices, *new]
-        self.engine.index = DeviceIndex(devices)
-        self.engine.devices = devices
+    def _register_new(self, dev: Device) -> None:
+        if not dev.name and dev.mac:
+            dev.name = self.cfg.device_name(dev.mac)
+        self.store.register_device(dev)
 
     # ---- timer ------------------------------------------------------------------------------
 
@@ -434,40 +408,3 @@ class MonitorSession:
             errors=errors,
             devices=rows,
         )
-
-
-def warm_up_frames() -> FrameBatch:
-    """A handful of Ethernet frames (TCP, UDP, ICMP over IPv4, UDP over IPv6, ARP)."""
-    mac = bytes.fromhex("020000000001") + bytes.fromhex("020000000002")
-    ip4 = bytes.fromhex("4500003c00004000400600000a0000010a000002")
-    tcp = bytes.fromhex("d431005000000001000000005002ffff00000000") + b"x" * 20
-    udp4 = bytes.fromhex("4500003000004000401100000a0000010a000002")
-    udp = bytes.fromhex("d431003500140000") + b"q" * 20
-    icmp4 = bytes.fromhex("4500001c00004000400100000a0000010a000002")
-    icmp = bytes.fromhex("0800000000010001")
-    ip6 = bytes.fromhex("6000000000141140") + bytes(15) + b"\x01" + bytes(15) + b"\x02"
-    arp = bytes.fromhex("0001080006040001020000000001") + bytes.fromhex("0a000001") + bytes(6)
-    arp += bytes.fromhex("0a000002")
-    frames = [
-        mac + b"\x08\x00" + ip4 + tcp,
-        mac + b"\x08\x00" + udp4 + udp,
-        mac + b"\x08\x00" + icmp4 + icmp,
-        mac + b"\x86\xdd" + ip6 + udp,
-        mac + b"\x08\x06" + arp,
-    ]
-    frames = frames * 4
-    return FrameBatch.from_frames(frames, 1_000_000_000.0 + np.arange(len(frames)) * 1e-3)
-
-
-def _load_model(model_dir: str | None) -> Detector | None:
-    """The detector saved in ``model_dir`` (None: run without a model)."""
-    if not model_dir:
-        return None
-    from pathlib import Path
-
-    from jixiaoan.model.eset import ESeT
-
-    path = Path(model_dir)
-    if not (path / "card.json").exists():
-        raise ValueError(f"no model at {path} (expected card.json and weights.safetensors)")
-    return ESeT.load(str(path))
