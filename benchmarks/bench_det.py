@@ -63,6 +63,7 @@ def main() -> None:
     )
     run_stream()  # compile the numba kernel outside the timing
     print(f"streaming inference: {best_rate(run_stream, n, args.repeats)}")
+    torch.set_num_threads(args.threads)  # DETStream runs one torch thread per shard
     offline = best_rate(lambda: predict_proba(model, batch), n, args.repeats)
     print(f"offline predict_proba: {offline}")
 
