@@ -1,7 +1,9 @@
 """DET throughput: streaming inference, offline inference and training, in packets/s.
 
 Synthetic traffic: many short sessions (1-6 packets) and ~5 % long ones (50-400 packets),
-interleaved in time, cut into batches of ``--batch`` packets. Run:
+interleaved in time, cut into batches of ``--batch`` packets. Streaming runs ``--threads``
+session shards side by side; offline inference and training use ``--threads`` torch threads.
+On a shared machine prefer the "per CPU-second" figures (and OMP_WAIT_POLICY=PASSIVE). Run:
 
     .venv/bin/python -m benchmarks.bench_det --threads 2
 """
