@@ -142,3 +142,16 @@ def test_unfitted_and_wrong_width_are_refused(fitted: KitNET) -> None:
         KitNET().score(np.zeros((2, 100), np.float32))
     with pytest.raises(ValueError):
         fitted.score(np.zeros((2, 99), np.float32))
+
+
+def test_log_scale_option_changes_scores_and_survives_save(tmp_path) -> None:
+    X = blocks(2000, 1) * 50.0
+    plain = KitNET(seed=0, epochs=1, **FAST).fit(X)
+    logged = KitNET(seed=0, epochs=1, log_scale=True, **FAST).fit(X)
+    probe = blocks(50, 2) * 50.0
+    assert not np.allclose(plain.score(probe), logged.score(probe))
+    assert logged.norm_span.max() < 20  # spans of log-scaled values, not of raw ones
+    logged.save(tmp_path / "m")
+    again = KitNET.load(tmp_path / "m")
+    assert again.config.log_scale
+    np.testing.assert_array_equal(again.score(probe), logged.score(probe))

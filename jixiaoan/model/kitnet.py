@@ -2,7 +2,12 @@
 
 Pipeline fitted by :meth:`KitNET.fit` on AfterImage features ``X`` (n, 100):
 
-1. Min-max normalisation fitted on ``X`` (a constant feature gets range 1, so it stays 0 on
+1. Optionally (``log_scale=True``) ``sign(x) * log1p(|x|)`` first. Measured on the corpus
+   (366k packets, 30 % of the files held out): fitted on benign packets only, test AUC of
+   benign vs malicious 0.87 / 0.87 / 0.81 (seeds 0-2) against 0.71 / 0.70 without; fitted on
+   a per-file-weighted sample of all packets (30 % malicious, as ESeT does) 0.57 against 0.71.
+   So it is off by default (Kitsune's plain min-max), on for mostly benign site traffic.
+   Then min-max normalisation fitted on ``X`` (a constant feature gets range 1, so it stays 0 on
    training data and any later change shows up as reconstruction error). Scoring does not
    clip to [0, 1]: values outside the training range are exactly what should raise the RMSE.
 2. Feature mapper: correlation distance ``1 - |corr|`` by default (``signed_corr=True`` gives
@@ -64,6 +69,7 @@ class KitNETConfig:
     signed_corr: bool = False  # False: 1 - |corr|; True: 1 - corr (original Kitsune)
     linkage: str = "average"
     corr_rows: int = 200_000  # rows sampled (seeded) to estimate the correlation matrix
+    log_scale: bool = False  # sign(x) * log1p(|x|) before min-max (see the module docstring)
     threads: int = 0  # torch CPU threads while fitting/scoring; 0 leaves torch's setting
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,8 +223,12 @@ class KitNET:
         """True once fit (or a load) has run."""
         return self.output is not None
 
-    def _normalise(self, X: np.ndarray) -> np.ndarray:
-        Xn = (_clean(X) - self.norm_min) / self.norm_span
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        X = _clean(X)
+        return np.sign(X) * np.log1p(np.abs(X)) if self.config.log_scale else X
+
+    def _normalise(self, X: np.ndarray, prepared: bool = False) -> np.ndarray:
+        Xn = ((X if prepared else self._prepare(X)) - self.norm_min) / self.norm_span
         return np.clip(Xn, -_CLIP, _CLIP, out=Xn)
 
     def fit(
@@ -232,12 +242,14 @@ class KitNET:
         cfg = self.config
         epochs = cfg.epochs if epochs is None else epochs
         batch_size = cfg.batch_size if batch_size is None else batch_size
-        X = _clean(X)
-        if X.ndim != 2 or len(X) < 2:
-            raise ValueError(f"KitNET.fit needs a 2-D array with at least 2 rows, got {X.shape}")
+        if np.ndim(X) != 2 or len(X) < 2:
+            raise ValueError(
+                f"KitNET.fit needs a 2-D array with at least 2 rows, got {np.shape(X)}"
+            )
+        X = self._prepare(X)
         self.n_features = X.shape[1]
         self.norm_min, self.norm_span = _fit_minmax(X)
-        Xn = self._normalise(X)
+        Xn = self._normalise(X, prepared=True)
         rng = np.random.default_rng(cfg.seed)
         rows = (
             Xn
