@@ -69,7 +69,7 @@ def test_short_run_counts_follow_the_phases_and_nothing_is_left(lab_ready, tmp_p
     batches = list(read_capture(tmp_path / "capture.pcap"))
     ts = np.concatenate([b.ts for b in batches])
     headers = [parse_headers(b) for b in batches]
-    attacker = np.concatenate([host_mask(h, LAN_HOSTS["attacker"]) for h in headers])
+    attacker = np.concatenate([host_mask(h, LAN_HOSTS["attacker"], arp=True) for h in headers])
     starts = [r["start"] for r in rows]
     windows = list(zip(starts, [*starts[1:], np.inf], strict=True))
     for row, (lo, hi) in zip(rows, windows, strict=True):

@@ -4,7 +4,8 @@ internet namespace: busybox httpd (web/CDN for every name), dnsmasq (answers eve
 mosquitto broker. camera: busybox httpd (snapshot page) and OpenSSH with the weak-password
 account ``admin`` (defined only inside the camera's namespace through an /etc/netns overlay,
 never on the machine itself); it polls its cloud every few seconds. plug: MQTT telemetry
-every 2 s plus a subscription for commands. tv: a rate-limited HTTP stream. phone: DNS
+every 2 s plus a subscription for commands. tv: an HLS-like stream (one
+HTTP segment every 2 s). phone: DNS
 look-ups, web pages and the camera's snapshot.
 """
 
@@ -31,20 +32,22 @@ PHONE_SITES = ("news.example", "weather.example", "shop.example", "social.exampl
 class BenignConfig:
     """How busy the benign devices are."""
 
-    tv_rate_kbps: int = 8  # TV stream rate limit, KiB/s
+    tv_rate_kbps: int = 8  # TV stream rate, KiB/s (a segment of rate * period every period)
+    tv_period_s: float = 2.0  # TV segment period (HLS-like chunked streaming)
     plug_period_s: float = 2.0  # MQTT telemetry period
     phone_period_s: float = 3.0  # phone browsing period
     camera_period_s: float = 4.0  # camera cloud poll period
 
 
-def _write_site(root: Path, size_stream: int) -> None:
+def _write_site(root: Path, size_segment: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
     rnd = os.urandom
     (root / "index.html").write_text(
         "<html><head><title>lab</title></head><body>" + "<p>news item</p>" * 150 + "</body></html>"
     )
     (root / "ping.txt").write_text("ok\n")
-    (root / "stream.bin").write_bytes(rnd(size_stream))
+    (root / "live").mkdir(exist_ok=True)
+    (root / "live" / "segment.ts").write_bytes(rnd(size_segment))
 
 
 def _write_camera_site(root: Path) -> None:
@@ -104,11 +107,11 @@ def _wait_tcp(topo: Topology, role: str, ip: str, port: int, timeout: float = 15
     raise LabError(f"{ip}:{port} did not start listening within {timeout:.0f} s (see logs)")
 
 
-def start_servers(topo: Topology, work: Path) -> None:
+def start_servers(topo: Topology, work: Path, cfg: BenignConfig = BenignConfig()) -> None:
     """Start the internet-side servers and the camera's web and SSH servers; returns once
     they all accept connections."""
     web = work / "www"
-    _write_site(web, 4 << 20)
+    _write_site(web, max(1, round(cfg.tv_rate_kbps * 1024 * cfg.tv_period_s)))
     cam = work / "camera-www"
     _write_camera_site(cam)
     logs = work / "logs"
@@ -147,15 +150,14 @@ def start_benign(topo: Topology, work: Path, cfg: BenignConfig = BenignConfig())
                 f">/dev/null & while :; do mosquitto_pub -h {BROKER_NAME} -i plug1 -q 1 "
                 "-t home/plug1/power -m \"{\\\"w\\\": $((RANDOM % 60 + 5))}\"; "
                 f"sleep {cfg.plug_period_s}; done",
-        "tv": f"while :; do curl -s -m 600 --limit-rate {cfg.tv_rate_kbps}k -o /dev/null "
-              f"http://{STREAM_NAME}/stream.bin; sleep 1; done",
+        "tv": f"i=0; while :; do curl -s -m 10 -o /dev/null "
+              f"http://{STREAM_NAME}/live/segment.ts?n=$i; i=$((i+1)); "
+              f"sleep {cfg.tv_period_s}; done",
         "phone": "i=0; while :; do for s in " + " ".join(PHONE_SITES) + "; do "
                  "dig +short +tries=1 +time=2 $s >/dev/null; "
                  "curl -s -m 5 -o /dev/null http://$s/; "
                  f"i=$((i+1)); [ $((i % 5)) -eq 0 ] && curl -s -m 5 -o /dev/null "
                  f"http://{cam_ip}/snapshot.jpg; sleep {cfg.phone_period_s}; done; done",
     }
-    # a small receive buffer keeps the rate-limited stream from arriving in one early burst
-    topo.run("tv", ["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 16384 32768"])
     for role, script in loops.items():
         topo.start(role, ["bash", "-c", script], log=logs / f"{role}.log")

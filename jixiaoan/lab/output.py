@@ -55,10 +55,15 @@ class Phase:
         return "malicious" if self.kind == "attack" else "benign"
 
 
-def host_mask(headers: HeaderBatch, addr: str) -> np.ndarray:
-    """Boolean mask of packets whose IP source or destination is ``addr``."""
+def host_mask(headers: HeaderBatch, addr: str, arp: bool = False) -> np.ndarray:
+    """Boolean mask of packets whose IP source or destination is ``addr`` (the packets a
+    labels.csv row with ``addr`` in ``hosts`` marks); with ``arp`` also ARP packets whose
+    sender or target address is ``addr``."""
     key = np.frombuffer(ip_from_str(addr), np.uint8)
-    return np.all(headers.src_ip == key, axis=1) | np.all(headers.dst_ip == key, axis=1)
+    hit = np.all(headers.src_ip == key, axis=1) | np.all(headers.dst_ip == key, axis=1)
+    if arp:
+        return hit
+    return hit & ((headers.ip_version == 4) | (headers.ip_version == 6))
 
 
 def split_capture(capture: Path, out_dir: Path, phases: list[Phase],

@@ -17,7 +17,7 @@ from jixiaoan.lab.attacks import ATTACKS, attack_command, resolve_target
 from jixiaoan.lab.deps import TOOLS, ensure_tools, which
 from jixiaoan.lab.devices import BenignConfig, start_benign, start_servers
 from jixiaoan.lab.output import Phase, split_capture, write_labels, write_phases
-from jixiaoan.lab.topology import LAN_HOSTS, LabError, Topology, cleanup_stale
+from jixiaoan.lab.topology import DEVICES, LAN_HOSTS, LabError, Topology, cleanup_stale
 
 ATTACKER_IP = LAN_HOSTS["attacker"]
 #: programs every run needs (attack tools are added per schedule)
@@ -104,6 +104,17 @@ def _run_attack(topo: Topology, phase: Phase, work: Path) -> None:
     phase.end = time.time()
     phase.exit_code = proc.returncode
     topo.processes.remove(proc)
+    _forget_attacker(topo)
+
+
+def _forget_attacker(topo: Topology) -> None:
+    """Once the attack's last packets are through, drop the ARP entries between the attacker
+    and everyone else: otherwise the kernels re-verify them (unicast ARP probes ~5 s after
+    last use), which would put attacker packets into the next benign phase."""
+    time.sleep(1.0)
+    topo.run("attacker", ["ip", "neigh", "flush", "all"], check=False)
+    for role in ("hotspot", *DEVICES):
+        topo.run(role, ["ip", "neigh", "flush", "to", ATTACKER_IP], check=False)
 
 
 def run_lab(run: LabRun) -> list[Phase]:
@@ -124,7 +135,7 @@ def run_lab(run: LabRun) -> list[Phase]:
             work = Path(tmp)
             run.run_id, run.pids, run.ns_inodes = topo.run_id, topo.started, topo.ns_inodes
             print(f"lab: run {topo.run_id}: namespaces {topo.ns('*')}", flush=True)
-            start_servers(topo, work)
+            start_servers(topo, work, run.benign)
             start_benign(topo, work, run.benign)
             dump = _start_tcpdump(topo, capture, work, run.snaplen)
             time.sleep(run.warmup)
@@ -149,7 +160,7 @@ def run_lab(run: LabRun) -> list[Phase]:
     write_labels(run.out_dir, run.phases, ATTACKER_IP)
     write_phases(run.out_dir, run.phases, {
         "attacker": ATTACKER_IP, "hosts": LAN_HOSTS, "gap": run.gap, "warmup": run.warmup,
-        "benign": vars(run.benign), "versions": tool_versions(tools),
+        "benign": vars(run.benign), "versions": tool_versions([*tools, "iptables"]),
     })
     return run.phases
 
