@@ -131,3 +131,21 @@ def test_outputs_from_a_synthetic_capture(tmp_path) -> None:
         assert [r["kind"] for r in csv.DictReader(fh)] == ["benign", "attack", "benign"]
     assert read_phases(tmp_path / "phases.csv")[1]["start"] == 1010.0
     assert json.loads((tmp_path / "phases.json").read_text())["phases"][1]["family"] == "syn-flood"
+
+
+def test_missing_tools_are_named_with_their_package(monkeypatch) -> None:
+    from jixiaoan.lab import deps
+
+    monkeypatch.setattr(deps, "which", lambda program: None if program == "hping3" else "/x")
+    assert deps.missing_tools(["hping3", "nmap"]) == {"hping3": "hping3"}
+    with pytest.raises(RuntimeError, match=r"hping3 \(hping3\).*tools/lab-deps.sh"):
+        deps.ensure_tools(["hping3", "nmap"], install=False)
+    deps.ensure_tools(["nmap"], install=False)  # nothing missing: no error
+
+
+def test_lab_deps_script_lists_every_package() -> None:
+    from jixiaoan.lab.deps import TOOLS, lab_deps_script
+
+    text = lab_deps_script().read_text()
+    for package in set(TOOLS.values()):
+        assert f" {package} " in f" {' '.join(text.split())} ", package

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,8 +129,10 @@ def run_lab(run: LabRun) -> list[Phase]:
         print(f"lab: removed stale namespaces {' '.join(removed)}", flush=True)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     capture = run.out_dir / "capture.pcap"
+    main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` cleans up like Ctrl-C
+    if main:
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` cleans up like Ctrl-C
     try:
         with tempfile.TemporaryDirectory(prefix="jixiaoan-lab-") as tmp, Topology() as topo:
             work = Path(tmp)
@@ -155,7 +158,8 @@ def run_lab(run: LabRun) -> list[Phase]:
             if run.keep_logs:
                 shutil.copytree(work / "logs", run.out_dir / "logs", dirs_exist_ok=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     split_capture(capture, run.out_dir, run.phases, ATTACKER_IP)
     write_labels(run.out_dir, run.phases, ATTACKER_IP)
     write_phases(run.out_dir, run.phases, {
