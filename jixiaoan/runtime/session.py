@@ -36,7 +36,7 @@ from jixiaoan.runtime.latency import LatencyRecorder
 from jixiaoan.runtime.options import MonitorOptions, alert_config
 from jixiaoan.runtime.status import DeviceStatus, MonitorStatus
 from jixiaoan.runtime.store_process import ProcessStore
-from jixiaoan.storage.store import PacketStore
+from jixiaoan.storage.store import PacketStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,13 @@ class MonitorSession:
             model_name=self.model_name,
         )
         if opts.store_process:
-            return ProcessStore(
-                path, on_commit=self.latency.committed,
-                max_inflight_batches=opts.store_queue_batches, **kwargs,
-            )
+            try:
+                return ProcessStore(
+                    path, on_commit=self.latency.committed,
+                    max_inflight_batches=opts.store_queue_batches, **kwargs,
+                )
+            except StoreError as exc:
+                log.warning("%s; writing the database from this process instead", exc)
         return PacketStore(path, on_commit=self.latency.committed, **kwargs)
 
     def _make_source(self):

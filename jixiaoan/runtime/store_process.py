@@ -7,6 +7,10 @@ multiprocessing queue; the number in flight (sent but not yet taken by the child
 bounded in batches and packets, and ``submit`` drops and counts a batch that does not fit,
 never blocks. The child reports its counters and every commit back on a second queue, read by a
 thread here that calls ``on_commit`` (so latency is measured exactly as in-process).
+
+The child is started with multiprocessing's "spawn" method, which imports the main module
+again: a script that builds a monitor at top level needs an ``if __name__ == "__main__":``
+guard (MonitorSession falls back to an in-process store when the child cannot start).
 """
 
 from __future__ import annotations
@@ -112,13 +116,29 @@ class ProcessStore:
         self._closed = False
         self._dead = False
         self._proc.start()
-        first = self._outbox.get(timeout=start_timeout_s)
+        first = self._wait_ready(start_timeout_s)
         if first[0] != "ready":
             self._proc.join(5)
             raise StoreError(f"cannot open store {self.path}: {first[1]}")
         self._reader = threading.Thread(target=self._read, name="jixiaoan-store-replies",
                                         daemon=True)
         self._reader.start()
+
+    def _wait_ready(self, timeout: float) -> tuple:
+        """The child's first message; StoreError when it died or stayed silent."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._outbox.get(timeout=0.1)
+            except queue.Empty:
+                if self._proc.is_alive() and time.monotonic() < deadline:
+                    continue
+            self._proc.terminate()
+            self._proc.join(2)
+            raise StoreError(
+                f"the store process did not start (exit code {self._proc.exitcode}); a script "
+                "that starts a monitor needs an `if __name__ == '__main__':` guard"
+            )
 
     # ---- replies from the child -----------------------------------------------------------
 
