@@ -106,14 +106,30 @@ def delete_namespace(ns: str) -> None:
     shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def _process_start(pid: int) -> str | None:
+    """Start time (clock ticks since boot) of a live, non-zombie process; None otherwise."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _owner_record() -> str:
+    return f"{os.getpid()} {_process_start(os.getpid())}\n"
+
+
+def _owner_alive(record: str) -> bool:
+    """Whether the run that wrote ``record`` (pid and start time) still runs; a reused pid
+    or a zombie counts as gone."""
+    parts = record.split()
+    try:
+        pid = int(parts[0])
+    except (IndexError, ValueError):
         return False
-    except PermissionError:
-        return True
-    return True
+    start = _process_start(pid)
+    return start is not None and (len(parts) < 2 or parts[1] == start)
 
 
 def cleanup_stale(everything: bool = False) -> list[str]:
@@ -127,10 +143,10 @@ def cleanup_stale(everything: bool = False) -> list[str]:
     for run_id in set(runs) | {p.stem for p in STATE_DIR.glob("*.pid")}:
         pid_file = STATE_DIR / f"{run_id}.pid"
         try:
-            owner = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            owner = 0
-        if not everything and owner and owner != os.getpid() and _alive(owner):
+            record = pid_file.read_text()
+        except OSError:
+            record = ""
+        if not everything and _owner_alive(record):
             continue
         for ns in runs.get(run_id, []):
             delete_namespace(ns)
@@ -147,8 +163,8 @@ def cleanup_stale(everything: bool = False) -> list[str]:
 def _live_runs() -> set[str]:
     out = set()
     for pid_file in STATE_DIR.glob("*.pid"):
-        with contextlib.suppress(OSError, ValueError):
-            if _alive(int(pid_file.read_text().strip())):
+        with contextlib.suppress(OSError):
+            if _owner_alive(pid_file.read_text()):
                 out.add(pid_file.stem)
     return out
 
@@ -245,7 +261,7 @@ class Topology:
         if problem:
             raise LabError(problem)
         STATE_DIR.mkdir(parents=True, exist_ok=True)
-        (STATE_DIR / f"{self.run_id}.pid").write_text(f"{os.getpid()}\n")
+        (STATE_DIR / f"{self.run_id}.pid").write_text(_owner_record())
         try:
             self._build()
         except BaseException:
