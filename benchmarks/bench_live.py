@@ -2,7 +2,7 @@
 
 Usage (root, iproute2 and tcpreplay installed):
   .venv/bin/python benchmarks/bench_live.py [--mbps 50 500] [--pps 100000] [--topspeed]
-      [--capture FILE] [--packets N] [--model DIR | --no-model] [--buffer-mb 4]
+      [--capture FILE] [--packets N] [--model DIR | --no-model] [--buffer-mb 32]
       [--max-devices 64] [--store-thread] [--json OUT]
 
 Without rate options it runs --mbps 50 500 --pps 100000 --topspeed. Without --capture a pcap
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--packets", type=int, default=300_000)
     p.add_argument("--model")
     p.add_argument("--no-model", action="store_true")
-    p.add_argument("--buffer-mb", type=float, default=4.0)
+    p.add_argument("--buffer-mb", type=float, default=32.0)
     p.add_argument("--max-devices", type=int, default=64,
                    help="watch the capture's N most active local hosts")
     p.add_argument("--store-thread", action="store_true",

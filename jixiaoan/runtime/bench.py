@@ -201,7 +201,7 @@ def run_live_bench(
     capture: str | None = None,
     packets: int = 300_000,
     model_dir: str | None = "auto",
-    buffer_mb: float = 4.0,
+    buffer_mb: float = 32.0,
     max_devices: int = 64,
     store_process: bool = True,
     out: Callable[[str], None] = print,

@@ -41,7 +41,7 @@ class MonitorOptions:
     bpf: str | None = None
     capture_batch_packets: int | None = None
     capture_batch_timeout_s: float = 0.02
-    capture_buffer_bytes: int = 4 * MiB
+    capture_buffer_bytes: int = 32 * MiB  # kernel ring: rides out engine stalls of ~1 s
     capture_method: str = "auto"
     queue_batches: int | None = None
     queue_packets: int = 262_144
