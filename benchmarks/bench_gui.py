@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-model", action="store_true", help="replay without classification")
     p.add_argument("--seconds", type=float, default=120.0, help="stop after this long")
     p.add_argument("--interval-ms", type=int, default=10, help="probe timer interval")
+    p.add_argument("--switch-ms", type=float, default=None,
+                   help="sys.setswitchinterval for this run (default: what the app sets)")
+    p.add_argument("--idle", action="store_true",
+                   help="no replay: the probe alone for --seconds (the machine's own noise)")
     args = p.parse_args(argv)
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -56,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = None if args.no_model else (args.model or (
         str(bundled_model()) if bundled_model() else None))
+    from jixiaoan.ui.app import tune_interpreter
+
+    tune_interpreter()
+    if args.switch_ms is not None:
+        sys.setswitchinterval(args.switch_ms / 1000.0)
     app = QApplication.instance() or QApplication(["bench_gui"])
     cfg = Config()
     cfg.alerts.popup = True
@@ -100,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     QTimer.singleShot(int(args.seconds * 1000), app.quit)
     options = MonitorOptions(replay=pcap, speed=0.0, model_dir=model)
     start = time.monotonic()
-    window.start_monitoring(options)
+    if not args.idle:
+        window.start_monitoring(options)
     probe.start(args.interval_ms)
     app.exec_()
     probe.stop()
@@ -109,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     window.shutdown()
     lat = np.asarray(lateness[5:] or [0.0])
     packets = st.classified if st else 0
-    print(f"capture: {pcap}")
+    print(f"capture: {pcap}; GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
     print(f"model: {model or 'none'}; finished: {bool(st and st.finished)}")
     print(f"packets classified: {packets:,} in {wall:.2f} s wall (start to finished) "
           f"= {packets / wall if wall > 0 else 0:,.0f} pkt/s; rows stored "

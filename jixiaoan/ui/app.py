@@ -50,6 +50,15 @@ def model_for(cfg) -> str | None:
     return str(bundled) if bundled else None
 
 
+GUI_SWITCH_INTERVAL_S = 0.005
+
+
+def tune_interpreter() -> None:
+    """Interpreter settings of the GUI process: the GIL switch interval (the pipeline's Python
+    threads share the interpreter with the event loop; see benchmarks/bench_gui.py)."""
+    sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the GUI."""
     p = argparse.ArgumentParser(prog="jixiaoan-gui", description="Ji XiaoAn desktop app")
@@ -122,12 +131,16 @@ def demo_options(speed: float | None = None, model: str | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the desktop app; returns the exit status."""
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # the frozen app's monitor child process starts here
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from PyQt5.QtCore import Qt
     from PyQt5.QtWidgets import QApplication, QMessageBox
 
+    tune_interpreter()
     QApplication.setAttribute(Qt.AA_EnableHighDpiScaling, True)
     app = QApplication.instance() or QApplication(["jixiaoan-gui"])
     app.setApplicationName("Ji XiaoAn")

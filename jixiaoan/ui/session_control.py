@@ -9,6 +9,7 @@ engine's or the timer's thread and are re-emitted through a queued signal as wel
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,11 +21,20 @@ from jixiaoan.config import Config
 SessionFactory = Callable[[Config, Any], Any]  # (config, MonitorOptions) -> session
 
 
-def default_factory(cfg: Config, options: Any) -> Any:
-    """A real ``MonitorSession``."""
-    from jixiaoan.runtime.session import MonitorSession
+INPROCESS_ENV = "JIXIAOAN_GUI_INPROCESS"  # "1": run the session in the GUI process
 
-    return MonitorSession(cfg, options)
+
+def default_factory(cfg: Config, options: Any) -> Any:
+    """The session the GUI runs: a MonitorSession in a child process (its threads then never
+    hold up the event loop), or in this process when ``JIXIAOAN_GUI_INPROCESS=1`` or the
+    options carry a ready detector."""
+    if os.environ.get(INPROCESS_ENV) == "1" or getattr(options, "detector", None) is not None:
+        from jixiaoan.runtime.session import MonitorSession
+
+        return MonitorSession(cfg, options)
+    from jixiaoan.ui.session_process import ProcessSession
+
+    return ProcessSession(cfg, options)
 
 
 def describe_start_error(exc: BaseException) -> str:
