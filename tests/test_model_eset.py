@@ -95,3 +95,18 @@ def test_save_load_round_trip(tmp_path, trained, unseen):
     assert np.allclose(p1, p2, atol=1e-6) and np.array_equal(l1, l2)
     assert back.card_data["metrics"]["f1"] == 0.5
     assert back.card_data["feature_config"]["n_bytes"] == 64
+
+
+def test_adapt_yields_a_site_model(data, trained, unseen):
+    from jixiaoan.model.eset_adapt import adapt
+
+    site, _ = unseen
+    until = float(site.ts.min() + 50.0 - site.ts.min())
+    out = adapt(trained, site, data, until_s=until, rounds=1)
+    assert out is not trained and out.kitnet is not trained.kitnet
+    assert out.info["site_packets"] == int((site.ts <= site.ts.min() + until).sum())
+    assert out.history and out.history[0]["active"] > 0
+    v = out.predict_many(site)
+    assert np.all((v.malicious_prob >= 0) & (v.malicious_prob <= 1))
+    alone = adapt(trained, site, None, until_s=until, rounds=1)  # no labelled corpus
+    assert alone.info["labelled_files"] == 0

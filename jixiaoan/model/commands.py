@@ -104,8 +104,7 @@ def _fit_shared_kitnet(corpus: Corpus, train_idx: np.ndarray, cfg: ESeTConfig):
     """KitNET on the train files exactly as ESeT fits it (no labels used), and its time."""
     files = [corpus.files[i].features for i in train_idx]
     t0 = time.perf_counter()
-    k = ESeT(cfg).fit_kitnet(files, file_weights([len(f) for f in files], cfg.file_cap),
-                             np.random.default_rng(cfg.seed))
+    k = ESeT(cfg).fit_kitnet(files, file_weights([len(f) for f in files], cfg.file_cap))
     return k, time.perf_counter() - t0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def _load_cached(path: Path) -> tuple[FeatureBatch, np.ndarray, str] | None:
 
 
 def _save_cached(path: Path, fb: FeatureBatch, malicious: np.ndarray, warning: str) -> None:
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # concurrent builders
     np.savez_compressed(
         tmp, byte_idx=fb.byte_idx, freq=fb.freq, afterimage=fb.afterimage, session=fb.session,
         pos=fb.pos, ts=fb.ts, malicious=malicious, warning=np.asarray(warning),

@@ -68,6 +68,7 @@ class ESeTConfig:
     batch_tokens: int = 8192
     max_file_packets: int = 1500  # DET works on at most the first this many packets of a file
     calib_share: float = 0.2
+    calib_tolerance: float = 0.02
     file_cap: int = DEFAULT_FILE_CAP
     min_growth: float = 0.01
     seed: int = 0
@@ -127,9 +128,11 @@ class ESeT:
         cfg = DETConfig(n_bytes=fc.n_bytes, n_freq=fc.n_freq, n_classes=n_classes, **over)
         return DET(cfg)
 
-    def fit_kitnet(self, files: list[FeatureBatch], weight: np.ndarray, rng) -> KitNET:
-        """KitNET on (a per-file-weighted sample of) all packets' AfterImage features."""
+    def fit_kitnet(self, files: list[FeatureBatch], weight: np.ndarray, rng=None) -> KitNET:
+        """KitNET on (a per-file-weighted sample of) all packets' AfterImage features; its own
+        seeded generator by default, so a shared pre-fitted KitNET gives the same model."""
         cfg = self.config
+        rng = rng if rng is not None else np.random.default_rng([cfg.seed, 1])
         x = np.concatenate([f.afterimage for f in files]).astype(np.float32)
         if len(x) > cfg.kitnet_max:
             p = np.concatenate([np.full(len(f), w) for f, w in zip(files, weight)])
@@ -156,7 +159,7 @@ class ESeT:
         self.classes = tuple(data.classes)
         weight = file_weights([len(f) for f in data.files], cfg.file_cap)
         if self.kitnet is None:
-            self.kitnet = self.fit_kitnet(data.files, weight, rng)
+            self.kitnet = self.fit_kitnet(data.files, weight)
         cut = slice(0, cfg.max_file_packets)
         files = [f.take(cut) if len(f) > cfg.max_file_packets else f for f in data.files]
         labels = [np.asarray(y[cut], dtype=np.int64) for y in data.labels]
@@ -209,8 +212,10 @@ class ESeT:
         self.reset()
 
     def calibrate(self, files: list[FeatureBatch], targets: list[np.ndarray]) -> tuple[float, dict]:
-        """Threshold on 1 - P(benign) maximising F1 on labelled packets of held-apart files
-        (ties: nearest 0.5; 0.5 when they lack either class)."""
+        """Threshold on 1 - P(benign) from labelled packets of held-apart files: of the grid
+        values whose F1 is within ``calib_tolerance`` of the best, the one nearest 0.5 (the
+        held-apart set is small, so a flat F1 curve must not push the threshold to an extreme);
+        0.5 when the set lacks either class."""
         probs, truth = [], []
         for f, t in zip(files, targets):
             on = t >= 0
@@ -229,7 +234,7 @@ class ESeT:
         fp = (pred & ~y).sum(1)
         fn = (~pred & y).sum(1)
         f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-        best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+        best = np.flatnonzero(f1 >= f1.max() - self.config.calib_tolerance - 1e-12)
         thr = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
         info.update({"threshold": thr, "f1": float(f1.max())})
         return thr, info

@@ -60,7 +60,7 @@ def adapt(
     out.classes = model.classes
     out.det = copy.deepcopy(model.det)
     out.threshold = model.threshold
-    out.kitnet = out.fit_kitnet([site], np.ones(1), rng)
+    out.kitnet = out.fit_kitnet([site], np.ones(1))
     files, labelled = [site], [np.full(len(site), enh.IGNORE, dtype=np.int64)]
     if labelled_corpus is not None:
         cut = slice(0, cfg.max_file_packets)
