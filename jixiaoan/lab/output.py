@@ -72,6 +72,8 @@ def split_capture(capture: Path, out_dir: Path, phases: list[Phase],
     phases' ``segment``, ``packets`` and ``attacker_packets``."""
     seg_dir = out_dir / "segments"
     seg_dir.mkdir(parents=True, exist_ok=True)
+    for old in seg_dir.glob("[0-9][0-9]-*.pcap"):  # segments of an earlier run in this folder
+        old.unlink()
     cuts = np.array([p.start for p in phases[1:]], np.float64)
     writers = []
     for i, p in enumerate(phases):
