@@ -4,6 +4,7 @@ hotspot bridge with tcpdump, run each phase in order, then write the outputs."""
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import signal
 import subprocess
@@ -76,7 +77,8 @@ class LabRun:
 def _start_tcpdump(topo: Topology, pcap: Path, work: Path, snaplen: int) -> subprocess.Popen:
     log = work / "logs" / "tcpdump.log"
     proc = topo.start("hotspot", [which("tcpdump") or "tcpdump", "-i", "br0", "-n", "-U",
-                                  "-s", str(snaplen), "-Z", "root", "-w", str(pcap)], log=log)
+                                  "-s", str(snaplen), "-B", "8192", "-Z", "root", "-w",
+                                  str(pcap)], log=log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if log.exists() and b"listening on" in log.read_bytes():
@@ -86,6 +88,13 @@ def _start_tcpdump(topo: Topology, pcap: Path, work: Path, snaplen: int) -> subp
         time.sleep(0.05)
     text = log.read_text(errors="replace") if log.exists() else ""
     raise LabError(f"tcpdump did not start on the hotspot bridge: {text}")
+
+
+def _tcpdump_dropped(log: Path) -> int:
+    """Packets tcpdump says the kernel dropped (its exit summary)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = re.findall(r"(\d+) packets? dropped by kernel", text)
+    return int(found[-1]) if found else 0
 
 
 def _run_attack(topo: Topology, phase: Phase, work: Path) -> None:
@@ -151,10 +160,13 @@ def run_lab(run: LabRun) -> list[Phase]:
                 else:
                     _run_attack(topo, phase, work)
                     last = i == len(run.phases) - 1
-                    if run.gap > 0 or last:
-                        time.sleep(max(run.gap, 1.0))
+                    time.sleep(max(run.gap, 1.0 if last else 0.0))
             time.sleep(0.5)
             topo.stop(dump, signal.SIGINT, wait=10)
+            dropped = _tcpdump_dropped(work / "logs" / "tcpdump.log")
+            if dropped:
+                print(f"lab: warning: tcpdump reports {dropped} packets dropped by the kernel; "
+                      "lower the attack rates", flush=True)
             if run.keep_logs:
                 shutil.copytree(work / "logs", run.out_dir / "logs", dirs_exist_ok=True)
     finally:
@@ -164,7 +176,8 @@ def run_lab(run: LabRun) -> list[Phase]:
     write_labels(run.out_dir, run.phases, ATTACKER_IP)
     write_phases(run.out_dir, run.phases, {
         "attacker": ATTACKER_IP, "hosts": LAN_HOSTS, "gap": run.gap, "warmup": run.warmup,
-        "benign": vars(run.benign), "versions": tool_versions([*tools, "iptables"]),
+        "benign": vars(run.benign), "tcpdump_dropped": dropped,
+        "versions": tool_versions([*tools, "iptables"]),
     })
     return run.phases
 
