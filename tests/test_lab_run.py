@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def lab_ready() -> None:
     """Skip (with the reason) unless namespaces and the lab's programs are available."""
-    problem = topology.netns_problem()
+    problem = topology.netns_probe()
     if problem:
         pytest.skip(problem)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jixiaoan.lab.attacks import ATTACKS
 from jixiaoan.lab.devices import BenignConfig
-from jixiaoan.lab.topology import TARGETS, LabError, cleanup_stale, netns_problem
+from jixiaoan.lab.topology import TARGETS, LabError, cleanup_stale, netns_probe
 
 
 class _Append(argparse.Action):
@@ -76,7 +76,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if args.list:
         _list()
         return 0
-    problem = netns_problem()
+    problem = netns_probe()
     if problem:
         print(f"jixiaoan lab: {problem}", file=sys.stderr)
         return 2

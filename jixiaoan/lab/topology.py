@@ -77,6 +77,21 @@ def netns_problem() -> str | None:
     return None
 
 
+def netns_probe() -> str | None:
+    """Like :func:`netns_problem`, and also tries to create (and delete) a namespace: a
+    container without CAP_SYS_ADMIN has root and `ip` but cannot. None when it works."""
+    problem = netns_problem()
+    if problem:
+        return problem
+    name = f"jxlprobe-{os.getpid()}-{secrets.token_hex(2)}"  # not PREFIX: never a run's
+    res = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True,
+                         timeout=20)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+    if res.returncode != 0:
+        return f"cannot create a network namespace here: {res.stderr.strip()}"
+    return None
+
+
 def list_namespaces() -> list[str]:
     """Names of all network namespaces on this machine."""
     out = _run(["ip", "netns", "list"], check=False)
