@@ -15,9 +15,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from jixiaoan.alerts.policy import AlertEvent
-from jixiaoan.engine.batch import Device
+if TYPE_CHECKING:  # the real imports are deferred: `jixiaoan --help` must stay quick
+    from jixiaoan.alerts.policy import AlertEvent
+    from jixiaoan.engine.batch import Device
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "models" / "default"
 
@@ -76,6 +78,8 @@ _MAC = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")
 def parse_device(text: str) -> Device:
     """A ``--device`` value: a MAC address, an IP address, or ``MAC,IP[,NAME]`` (the same
     rules as ``jixiaoan analyze``). Raises ValueError with the reason."""
+    from jixiaoan.engine.batch import Device
+
     parts = [p.strip() for p in text.split(",")]
     dev = Device()
     for part in parts[:2]:
