@@ -186,6 +186,7 @@ class MonitorSession:
             self.stop()
             raise
         self._started_at = time.monotonic()
+        self._sample = (self._started_at, 0, 0, 0)  # the first tick measures from here
         self.worker.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="jixiaoan-tick", daemon=True)
         self._ticker.start()
