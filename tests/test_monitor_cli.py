@@ -126,3 +126,15 @@ def test_a_bad_device_argument_is_a_user_error(tmp_path):
                    "--device", "bogus")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "bogus" in err
+
+
+def test_a_damaged_capture_is_processed_up_to_the_damage_and_exits_1(tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(CAPTURE.read_bytes()[:3000])
+    db = tmp_path / "cut.sqlite3"
+    proc = monitor("--replay", str(cut), "--speed", "0", "--db", str(db), "--no-model")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "truncated record" in err
+    assert "13 packets processed" in out
+    assert rows_in(db) == stored_rows(out) > 0

@@ -136,7 +136,8 @@ def _print_alert(event: AlertEvent) -> None:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run the monitor until Ctrl-C, ``--duration`` or the end of a replay; 0 when it stopped
-    cleanly, 2 for a problem the user can fix."""
+    cleanly, 1 when the capture failed on the way (damaged file, adapter gone), 2 for a
+    problem the user can fix before starting."""
     from jixiaoan.config import load_config
     from jixiaoan.runtime.options import MonitorOptions
     from jixiaoan.runtime.session import MonitorSession
@@ -181,7 +182,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     print(f"{'interrupted; ' if interrupted else ''}stopped: {final.classified:,} packets "
           f"processed, {final.stored_rows:,} rows stored in {session.store.path}, "
           f"{final.dropped:,} dropped, {final.alerts_fired} alerts", flush=True)
-    return 0
+    for problem in final.errors:
+        print(f"jixiaoan monitor: {problem}", file=sys.stderr)
+    source_error = getattr(session.source, "error", None)
+    return 1 if source_error is not None and not interrupted else 0
 
 
 def _status_loop(session, duration: float | None, interval: float) -> None:

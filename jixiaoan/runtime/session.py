@@ -176,6 +176,8 @@ class MonitorSession:
     def start(self) -> MonitorSession:
         """Warm the engine up, open the capture (errors raise here), start the worker and the
         timer."""
+        if self._stopped or self.source is not None:
+            raise RuntimeError("a MonitorSession starts once; make a new one")
         if self.options.warm_up:
             self.warm_up()
         self.source = self._make_source()
