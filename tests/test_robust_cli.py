@@ -1,0 +1,84 @@
+"""The robustness command end to end on the bundled captures (tiny model, tiny search)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from jixiaoan.model.commands import split_corpus
+from jixiaoan.model.corpus import load_corpus
+from jixiaoan.model.corpus_split import labelled_split
+from jixiaoan.model.eset import ESeT, ESeTConfig
+from jixiaoan.model.robust_cli import add_robustness_parser, parse_budgets
+from jixiaoan.model.robust_report import attack_effect, relative_drop
+
+
+def _doubled_corpus(data_dir, root):
+    """Every bundled capture twice (a/, b/), so each family has files on both split sides."""
+    rows = (data_dir / "labels.csv").read_text().strip().splitlines()
+    out = [rows[0]]
+    for side in ("a", "b"):
+        shutil.copytree(data_dir, root / side, ignore=shutil.ignore_patterns("*.csv", "*.md"))
+        out += [f"{side}/{r}" for r in rows[1:]]
+    (root / "labels.csv").write_text("\n".join(out) + "\n")
+    return root / "labels.csv"
+
+
+def test_pdr_and_detected_drop():
+    assert relative_drop(0.8, 0.6) == pytest.approx(0.25)
+    assert relative_drop(0.0, 0.3) == 0.0
+    y = np.array([1, 1, 0, 0], bool)
+    eff = attack_effect(y, np.array([0.9, 0.7, 0.1, 0.2]), y, y, np.array([0.4, 0.7, 0.1, 0.2]),
+                        np.array([0, 1, 0, 0], bool))
+    assert eff["pdr"] == pytest.approx(1 - 0.55 / 0.8)
+    assert eff["detected_drop"] == pytest.approx(0.5)
+    assert eff["before"]["f1"] == 1.0 and eff["after"]["recall"] == 0.5
+
+
+def test_parse_budgets():
+    b = parse_budgets("0.2:2,0.5:5")
+    assert [(x.l_c, x.l_t) for x in b] == [(0.2, 2.0), (0.5, 5.0)]
+
+
+def test_robustness_command_end_to_end(data_dir, tmp_path):
+    if not (data_dir / "labels.csv").exists():
+        pytest.skip("bundled captures not present")
+    labels = _doubled_corpus(data_dir, tmp_path / "corpus")
+    corpus = load_corpus(labels, cache_dir=tmp_path / "cache", progress=False)
+    train_idx, test_idx, _ = split_corpus(corpus)
+    assert any(corpus.files[i].malicious.any() for i in test_idx)
+    masks = labelled_split([corpus.labels(i) for i in train_idx], 0.5, 0)
+    cfg = ESeTConfig(rounds=1, pretrain_epochs=2, round_epochs=1, kitnet_epochs=1,
+                     kitnet_min_steps=10, calib_share=0.0,
+                     det={"d_model": 16, "n_heads": 2, "d_ff": 32})
+    model = ESeT(cfg, corpus.config)
+    model.learn_many(corpus.training_data(train_idx, masks))
+    model.save(tmp_path / "model")
+    parser = argparse.ArgumentParser()
+    add_robustness_parser(parser.add_subparsers())
+    out = tmp_path / "out" / "r.json"
+    args = parser.parse_args([
+        "robustness", "--labels", str(labels), "--model", str(tmp_path / "model"),
+        "--json", str(out), "--png", str(tmp_path / "r.png"), "--cache-dir",
+        str(tmp_path / "cache"), "--particles", "3", "--iterations", "2", "--eps", "0,0.1",
+        "--budgets", "0.5:5", "--max-files", "2",
+    ])
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    rows = res["fgsm"]["rows"]
+    assert rows[0]["eps"] == 0.0 and rows[0]["pdr"] == 0.0
+    assert rows[0]["f1"] == res["clean"]["f1"]
+    assert rows[1]["max_relative_change"] <= 0.1 + 1e-6
+    traffic = res["traffic"]["rows"]
+    assert {r["search"] for r in traffic} == {"grey", "black"}
+    for r in traffic:
+        assert r["max_crafted_ratio"] <= 0.5 and r["max_duration_ratio"] <= 5.0 + 1e-9
+        assert set(r["detectors"]) == {"eset", "kitnet"}
+        # originals re-read from the pcaps score exactly as the corpus features did
+        assert r["detectors"]["eset"]["before"]["f1"] == pytest.approx(res["clean"]["f1"])
+        assert 0.0 <= r["mmr_after"] <= 1.0
