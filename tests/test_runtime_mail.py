@@ -99,15 +99,15 @@ def attack_then_benign(tmp_path_factory) -> tuple[Path, int]:
 
 
 def run_replay(cfg: Config, capture: Path, tmp_path: Path):
-    """Replay ``capture`` at 4x its pace through a session with a tight queue (one packet per
-    batch, 32 batches: a worker held up for a second by the mailer would overflow it).
+    """Replay ``capture`` at twice its pace through a session with a tight queue (one packet per
+    batch, 64 batches: a worker held up by the mailer for its 3 attempts would overflow it).
     Returns the session, still running, once the replay is through; the caller stops it."""
     devices = [Device(ip=ATTACKER, name="attacker")]
     found, _ = discover_devices(str(DATA / BENIGN))
     devices += [d for d in found if d.ip not in (ATTACKER, VICTIM)]
     session, _ = session_for(
-        cfg, tmp_path, replay=str(capture), speed=4.0, devices=devices, min_packets=5,
-        queue_batches=32, capture_batch_packets=1,
+        cfg, tmp_path, replay=str(capture), speed=2.0, devices=devices, min_packets=5,
+        queue_batches=64, capture_batch_packets=1,
     )
     mailer = session.alerting.mailer
     assert mailer is not None
