@@ -138,3 +138,11 @@ def test_a_damaged_capture_is_processed_up_to_the_damage_and_exits_1(tmp_path):
     assert "truncated record" in err
     assert "13 packets processed" in out
     assert rows_in(db) == stored_rows(out) > 0
+
+
+def test_an_unwritable_database_is_a_user_error(tmp_path):
+    proc = monitor("--replay", str(CAPTURE), "--db", str(tmp_path / "no" / "such" / "x.db"),
+                   "--no-model")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "x.db" in err and "Traceback" not in err

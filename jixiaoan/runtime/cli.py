@@ -141,6 +141,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from jixiaoan.config import load_config
     from jixiaoan.runtime.options import MonitorOptions
     from jixiaoan.runtime.session import MonitorSession
+    from jixiaoan.storage.store import StoreError
 
     cfg, problems = load_config(args.config)
     for problem in problems:
@@ -159,7 +160,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         return _user_error(f"capture not found: {args.replay}")
     try:
         session = MonitorSession(cfg, options)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, KeyError, StoreError) as exc:  # bad options, model or db
         return _user_error(str(exc))
     session.add_alert_callback(_print_alert)
     try:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 from jixiaoan.alerts.mailer import MailerStats
 from jixiaoan.alerts.policy import AlertEvent
@@ -117,6 +118,8 @@ class MonitorSession:
     def _open_store(self) -> PacketStore | ProcessStore:
         opts, storage = self.options, self.cfg.storage
         path = opts.db_path or str(self.cfg.resolved_db_path())
+        if not opts.db_path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)  # the platform's data folder
         age = storage.retention_days * 86400.0 if storage.retention_days > 0 else None
         if opts.replay:
             age = None  # a replayed capture's packets carry their old capture times
