@@ -239,3 +239,28 @@ def test_untrained_detectors_refuse_to_predict() -> None:
         KitNETDetector().predict_many(batch)
     with pytest.raises(RuntimeError):
         ClassicBaseline().predict_many(batch)
+
+
+def test_class_balance_gives_every_class_the_same_total_weight() -> None:
+    from jixiaoan.model.baselines import _balance_classes, _file_weights
+
+    y = np.array([0] * 90 + [1] * 8 + [3] * 2)
+    w = _balance_classes(y, np.ones(len(y)))
+    totals = np.bincount(y, weights=w)
+    np.testing.assert_allclose(totals[[0, 1, 3]], totals[0])
+    assert totals[2] == 0
+    fw = _file_weights(np.array([10, 1000, 0, 1]), max_weight=5.0)
+    assert fw[2] == 0 and fw[3] == 5.0 and fw[0] * 10 == pytest.approx(fw[1] * 1000)
+
+
+def test_threshold_rules() -> None:
+    data = training_data(order=[0, 0, 1, 1, 2, 2])  # most labelled packets are malicious
+    thresholds = {}
+    for rule in ("youden", "f1", "quantile"):
+        det = KitNETDetector(seed=0, threshold_rule=rule, **FAST_KITNET)
+        det.learn_many(data)
+        thresholds[rule] = det.threshold
+    assert thresholds["f1"] <= thresholds["youden"]
+    assert len(set(thresholds.values())) >= 2
+    with pytest.raises(ValueError):
+        KitNETDetector(threshold_rule="max")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import precision_recall_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 from threadpoolctl import threadpool_limits
 
 from jixiaoan.features.batch import PAD_INDEX, FeatureBatch
@@ -50,6 +50,16 @@ def _file_weights(counts: np.ndarray, max_weight: float) -> np.ndarray:
         return np.zeros_like(counts)
     w = np.minimum(max_weight, np.median(used) / np.maximum(counts, 1.0))
     return np.where(counts > 0, w, 0.0)
+
+
+def _balance_classes(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Rescale weights so every class present has the same total weight."""
+    totals = np.bincount(y, weights=w)
+    present = totals > 0
+    target = totals[present].mean()
+    scale = np.zeros_like(totals)
+    scale[present] = target / totals[present]
+    return w * scale[y]
 
 
 # ---- header fields from the anonymised bytes --------------------------------------------------
@@ -168,10 +178,12 @@ class KitNETDetector:
     """KitNET alone: fitted on every training packet (labelled or not, at most ``max_fit``,
     drawn with per-file weights), flagging a packet when its RMSE reaches a threshold.
 
-    Threshold (``threshold_rule``): ``"f1"`` (default) takes the RMSE that maximises F1 on the
-    labelled training packets when both benign and malicious ones are labelled, otherwise it
-    falls back to ``"quantile"``: the ``benign_quantile`` quantile of the labelled benign RMSEs
-    (of all RMSEs when nothing benign is labelled). ``malicious_prob`` is a logistic of
+    Threshold (``threshold_rule``), from the labelled training packets when both benign and
+    malicious ones are labelled: ``"youden"`` (default) the RMSE maximising TPR - FPR, which
+    does not depend on the class mix; ``"f1"`` the RMSE maximising F1 (on the corpus, where
+    most labelled packets are malicious floods, it flags nearly everything: FPR 0.98). Otherwise,
+    or with ``"quantile"``: the ``benign_quantile`` quantile of the labelled benign RMSEs (of
+    all RMSEs when nothing benign is labelled). ``malicious_prob`` is a logistic of
     ``log(rmse / threshold)`` (0.5 exactly at the threshold), ``anomaly`` is the raw RMSE.
     Classes: the training data's benign name and one generic ``"malicious"`` class (or the
     training classes themselves when they are already two).
@@ -181,7 +193,7 @@ class KitNETDetector:
         self,
         seed: int = 0,
         kitnet: KitNET | None = None,
-        threshold_rule: str = "f1",
+        threshold_rule: str = "youden",
         benign_quantile: float = 0.99,
         max_fit: int = 400_000,
         file_cap: float = 20.0,
@@ -189,8 +201,8 @@ class KitNETDetector:
         name: str = "kitnet",
         **kitnet_settings: Any,
     ) -> None:
-        if threshold_rule not in ("f1", "quantile"):
-            raise ValueError("threshold_rule must be 'f1' or 'quantile'")
+        if threshold_rule not in ("youden", "f1", "quantile"):
+            raise ValueError("threshold_rule must be 'youden', 'f1' or 'quantile'")
         self.name = name
         self.classes: tuple[str, ...] = (BENIGN, MALICIOUS)
         self.seed = seed
@@ -226,7 +238,12 @@ class KitNETDetector:
         self.threshold = self._choose_threshold(s, y, files)
 
     def _choose_threshold(self, s: np.ndarray, y: np.ndarray, files: list[FeatureBatch]) -> float:
-        if self.threshold_rule == "f1" and y.any() and (~y).any():
+        both = y.any() and (~y).any()
+        if self.threshold_rule == "youden" and both:
+            fpr, tpr, thresholds = roc_curve(y, s)
+            best = int(np.argmax(tpr[1:] - fpr[1:])) + 1  # thresholds[0] is +inf
+            return float(thresholds[best])
+        if self.threshold_rule == "f1" and both:
             precision, recall, thresholds = precision_recall_curve(y, s)
             f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
             return float(thresholds[int(np.argmax(f1[:-1]))])
@@ -305,9 +322,11 @@ class ClassicBaseline:
         file_cap: float = 20.0,
         max_train: int = 400_000,
         threads: int = 0,
+        class_balance: bool = True,
         name: str = "classic",
     ) -> None:
         self.name = name
+        self.class_balance = class_balance
         self.threads = threads  # OpenMP threads for fit/predict; 0 leaves the library default
         self.classes: tuple[str, ...] = (BENIGN, MALICIOUS)
         self.seed = seed
@@ -343,6 +362,8 @@ class ClassicBaseline:
             rng = np.random.default_rng(self.seed)
             pick = np.sort(rng.choice(len(y), self.max_train, replace=False))
             X, y, w = X[pick], y[pick], w[pick]
+        if self.class_balance:
+            w = _balance_classes(y, w)
         seen = np.unique(y)
         self._constant = int(seen[0]) if len(seen) == 1 else None
         if self._constant is None:
