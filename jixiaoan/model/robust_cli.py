@@ -76,7 +76,7 @@ def add_robustness_parser(subparsers) -> None:
     s.add_argument("--fgsm-mode", default="relative", choices=("relative", "range"))
     s.add_argument("--budgets", default="0.2:2,0.5:5", help="l_c:l_t pairs")
     s.add_argument("--search", default="grey,black", help="search targets: grey, black")
-    s.add_argument("--max-files", type=int, default=12, help="malicious test files mutated")
+    s.add_argument("--max-files", type=int, default=40, help="malicious test files mutated")
     s.add_argument("--max-packets", type=int, default=1500, help="first packets of each file")
     s.add_argument("--particles", type=int, default=10)
     s.add_argument("--iterations", type=int, default=10)
@@ -174,22 +174,29 @@ def _mimic(corpus, train_idx, root: Path, seed: int) -> tuple[MimicSet, np.ndarr
     return build_mimic(feats, payloads, seed=seed), ai
 
 
-def _rescored(det, names, feats_before, truth_before, feats_after, truth_after, base):
-    """Attack effect over the whole test split: attacked files replaced, others clean."""
+def _rescored(det, feats_before, truth_before, feats_after, truth_after, base):
+    """Attack effect: F1 etc. over the whole test split (attacked files replaced, the others
+    clean); PDR and detected-share drop over the attacked files' malicious packets only."""
     sb, pb = _scores(det, feats_before)
     sa, pa = _scores(det, feats_after)
-    y0 = np.concatenate([*base["truth"], *truth_before])
-    y1 = np.concatenate([*base["truth"], *truth_after])
-    return attack_effect(
-        y0, np.concatenate([*base["scores"], *sb]), np.concatenate([*base["preds"], *pb]),
-        y1, np.concatenate([*base["scores"], *sa]), np.concatenate([*base["preds"], *pa]),
-    ) | {"attacked_only": attack_effect(
+    whole = attack_effect(
+        np.concatenate([*base["truth"], *truth_before]),
+        np.concatenate([*base["scores"], *sb]), np.concatenate([*base["preds"], *pb]),
+        np.concatenate([*base["truth"], *truth_after]),
+        np.concatenate([*base["scores"], *sa]), np.concatenate([*base["preds"], *pa]),
+    )
+    attacked = attack_effect(
         np.concatenate(truth_before), np.concatenate(sb), np.concatenate(pb),
-        np.concatenate(truth_after), np.concatenate(sa), np.concatenate(pa))}
+        np.concatenate(truth_after), np.concatenate(sa), np.concatenate(pa),
+    )
+    moved = ("pdr", "detected_drop", "mean_malicious_prob_before", "mean_malicious_prob_after",
+             "detected_share_before", "detected_share_after")
+    return {"before": whole["before"], "after": whole["after"],
+            **{k: attacked[k] for k in moved}, "attacked_files": attacked}
 
 
 def run_robustness(
-    labels_csv, model_dir, eps_values, budgets, searches, max_files=12, max_packets=1500,
+    labels_csv, model_dir, eps_values, budgets, searches, max_files=40, max_packets=1500,
     particles=10, iterations=10, seed=0, cache_dir=None, fgsm_mode="relative",
 ) -> dict:
     """Everything behind the command; returns the JSON-ready result."""
@@ -254,8 +261,8 @@ def run_robustness(
                     mmr_a.append(mimic.distance(fb2.take(np.flatnonzero(y2))))
                 befores = [o[3] for o in originals]
                 ys = [o[4] for o in originals]
-                effects = {n: _rescored(d, [o[0] for o in originals], befores, ys, after_f,
-                                        after_y, base[n]) for n, d in dets.items()}
+                effects = {n: _rescored(d, befores, ys, after_f, after_y, base[n])
+                           for n, d in dets.items()}
                 row = {
                     "budget": budget.label(), "l_c": budget.l_c, "l_t": budget.l_t,
                     "search": search, "files": len(originals),
