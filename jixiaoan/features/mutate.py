@@ -287,7 +287,7 @@ def mutate_capture(
     first = np.array([fslot[g[0]] for g in groups], np.int64)
     rate = np.asarray(params.craft_rate, np.float64)[first] if groups else np.zeros(0)
     counts = _craft_counts(rate, sizes, int(np.floor(budget.l_c * n_mal + 1e-9)))
-    c_frames, c_ts, c_key, k = [], [], [], 0
+    c_frames, c_ts, c_key, c_lt, k = [], [], [], [], 0
     for g, c in zip(groups, counts):
         craft_len = int(np.asarray(params.craft_len)[fslot[g[0]]])
         for j in range(int(c)):
@@ -301,12 +301,13 @@ def mutate_capture(
             c_frames.append(made)
             c_ts.append(min(0.5 * (new_ts[i] + nxt), deadline))
             c_key.append(i + (j + 1) / (int(c) + 1))
+            c_lt.append(int(frames.linktype[i]))
             k += 1
     all_ts = np.concatenate([new_ts, np.asarray(c_ts, np.float64)])
     key = np.concatenate([np.arange(n, dtype=np.float64), np.asarray(c_key, np.float64)])
     final = np.lexsort((key, all_ts))
     frames_all = out_frames + c_frames
-    lt = np.concatenate([frames.linktype, np.full(len(c_frames), frames.linktype[0] if n else 1)])
+    lt = np.concatenate([frames.linktype.astype(np.int64), np.asarray(c_lt, np.int64)])
     origin = np.concatenate([np.arange(n), np.full(len(c_frames), -1)])[final]
     batch = FrameBatch.from_frames(
         [frames_all[i] for i in final], all_ts[final], lt[final].astype(np.uint16)
