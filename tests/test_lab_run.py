@@ -56,16 +56,29 @@ def _assert_nothing_left(run_id: str, ns_inodes: set[int], pids: set[int]) -> No
     assert processes_in(ns_inodes, pids) == []
 
 
+def _login_records() -> dict[str, tuple[int, int] | None]:
+    out = {}
+    for name in ("btmp", "wtmp", "lastlog", "../../run/utmp"):
+        path = Path("/var/log") / name
+        out[name] = (path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else None
+    return out
+
+
 def test_short_run_counts_follow_the_phases_and_nothing_is_left(lab_ready, tmp_path) -> None:
+    ensure_tools(["hydra"])
     phases = [parse_benign(6), parse_attack("port-scan:camera:ports=1-200,rate=400"),
-              parse_attack("syn-flood:camera:rate=200,count=400"), parse_benign(6)]
+              parse_attack("syn-flood:camera:rate=200,count=400"), parse_benign(6),
+              parse_attack("ssh-bruteforce:camera:words=6")]
+    records = _login_records()
     run = LabRun(phases, tmp_path, gap=5, warmup=2)
     run_lab(run)
     assert run.run_id and len(run.ns_inodes) == 7
     _assert_nothing_left(run.run_id, set(run.ns_inodes.values()), set(run.pids))
+    # the camera's sshd kept its login records to itself
+    assert _login_records() == records
 
     rows = read_phases(tmp_path / "phases.csv")
-    assert [r["kind"] for r in rows] == ["benign", "attack", "attack", "benign"]
+    assert [r["kind"] for r in rows] == ["benign", "attack", "attack", "benign", "attack"]
     batches = list(read_capture(tmp_path / "capture.pcap"))
     ts = np.concatenate([b.ts for b in batches])
     headers = [parse_headers(b) for b in batches]
@@ -78,7 +91,7 @@ def test_short_run_counts_follow_the_phases_and_nothing_is_left(lab_ready, tmp_p
         if row["kind"] == "benign":
             assert n_attacker == 0, f"attacker packets in benign phase {row['index']}"
         else:
-            assert n_attacker >= 300, f"{row['attack']}: only {n_attacker} attacker packets"
+            assert n_attacker >= 50, f"{row['attack']}: only {n_attacker} attacker packets"
         for device in DEVICES:
             mask = np.concatenate([host_mask(h, LAN_HOSTS[device]) for h in headers])
             assert (mask & inside).any(), f"{device} silent in phase {row['index']}"
@@ -87,7 +100,8 @@ def test_short_run_counts_follow_the_phases_and_nothing_is_left(lab_ready, tmp_p
     flood = (ts >= starts[2]) & (ts < starts[3]) & attacker
     assert int(flood.sum()) >= 400
     labels = read_labels(tmp_path / "labels.csv")
-    assert [r.label for r in labels] == ["benign", "malicious", "malicious", "benign"]
+    assert [r.label for r in labels] == ["benign", "malicious", "malicious", "benign", "malicious"]
+    assert int(rows[1]["attacker_packets"]) >= 300  # 200 probes and their answers
     assert labels[2].attack == "syn-flood" and labels[2].hosts == (LAN_HOSTS["attacker"],)
     assert sum(int(r["packets"]) for r in rows) == len(ts)
 

@@ -96,6 +96,18 @@ def _sshd_config(work: Path) -> Path:
     return cfg
 
 
+def _private_login_records(cmd: list[str], work: Path) -> list[str]:
+    """``cmd`` run with its own empty /var/log (tmpfs) and /run/utmp, so that the login
+    records sshd and login(1) write (btmp, wtmp, lastlog, utmp) stay inside the lab instead
+    of landing in the machine's files. ``ip netns exec`` already gave the process a private
+    (slave) mount namespace, so these mounts are seen by nothing else."""
+    utmp = work / "utmp"
+    utmp.touch()
+    script = ('mount -t tmpfs -o size=8m,mode=0755 jixiaoan-lab /var/log && '
+              '{ [ ! -e /run/utmp ] || mount --bind "$0" /run/utmp; } && exec "$@"')
+    return ["sh", "-c", script, str(utmp), *cmd]
+
+
 def _wait_tcp(topo: Topology, role: str, ip: str, port: int, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,8 +144,8 @@ def start_servers(topo: Topology, work: Path, cfg: BenignConfig = BenignConfig()
                log=logs / "camera-httpd.log")
     _camera_accounts(topo)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # OpenSSH's privilege-separation dir
-    topo.start("camera", [which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f",
-                          str(_sshd_config(work))], log=logs / "camera-sshd.log")
+    sshd = [which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", str(_sshd_config(work))]
+    topo.start("camera", _private_login_records(sshd, work), log=logs / "camera-sshd.log")
     for role, ip, port in (("phone", WEB_IP, 80), ("plug", MQTT_IP, 1883),
                            ("phone", LAN_HOSTS["camera"], 80), ("phone", LAN_HOSTS["camera"], 22)):
         _wait_tcp(topo, role, ip, port)
