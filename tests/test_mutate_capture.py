@@ -100,6 +100,12 @@ def test_mutated_capture_is_valid_and_keeps_flows(data_dir, tmp_path, name):
             assert new[end : end + int(m.padded[row])] == bytes(int(m.padded[row]))
             assert len(new) == len(orig) + int(m.padded[row])
         assert mal[i] or m.padded[row] == 0
+    # crafted packets ride on their template's flow (same addresses, ports, direction)
+    for row in np.flatnonzero(m.crafted):
+        t = int(m.template[row])
+        assert mal[t]
+        for col in ("src_ip", "dst_ip", "sport", "dport", "ip_proto", "src_mac", "dst_mac"):
+            np.testing.assert_array_equal(getattr(h_back, col)[row], getattr(headers, col)[t])
 
 
 def _payload_len(frame, headers, i):

@@ -81,6 +81,7 @@ class Mutated:
 
     frames: FrameBatch
     origin: np.ndarray  # int64: index of the original packet, -1 for a crafted packet
+    template: np.ndarray  # int64: the original packet, or the one a crafted packet copies
     malicious: np.ndarray  # bool: original malicious packets and all crafted packets
     padded: np.ndarray  # int64: bytes appended to each packet
     n_original_malicious: int
@@ -287,7 +288,7 @@ def mutate_capture(
     first = np.array([fslot[g[0]] for g in groups], np.int64)
     rate = np.asarray(params.craft_rate, np.float64)[first] if groups else np.zeros(0)
     counts = _craft_counts(rate, sizes, int(np.floor(budget.l_c * n_mal + 1e-9)))
-    c_frames, c_ts, c_key, c_lt, k = [], [], [], [], 0
+    c_frames, c_ts, c_key, c_lt, c_tpl, k = [], [], [], [], [], 0
     for g, c in zip(groups, counts):
         craft_len = int(np.asarray(params.craft_len)[fslot[g[0]]])
         for j in range(int(c)):
@@ -302,6 +303,7 @@ def mutate_capture(
             c_ts.append(min(0.5 * (new_ts[i] + nxt), deadline))
             c_key.append(i + (j + 1) / (int(c) + 1))
             c_lt.append(int(frames.linktype[i]))
+            c_tpl.append(i)
             k += 1
     all_ts = np.concatenate([new_ts, np.asarray(c_ts, np.float64)])
     key = np.concatenate([np.arange(n, dtype=np.float64), np.asarray(c_key, np.float64)])
@@ -309,6 +311,7 @@ def mutate_capture(
     frames_all = out_frames + c_frames
     lt = np.concatenate([frames.linktype.astype(np.int64), np.asarray(c_lt, np.int64)])
     origin = np.concatenate([np.arange(n), np.full(len(c_frames), -1)])[final]
+    template = np.concatenate([np.arange(n), np.asarray(c_tpl, np.int64)])[final]
     batch = FrameBatch.from_frames(
         [frames_all[i] for i in final], all_ts[final], lt[final].astype(np.uint16)
     )
@@ -317,7 +320,5 @@ def mutate_capture(
     is_mal = np.concatenate([mal, np.ones(len(c_frames), bool)])[final]
     span = all_ts[is_mal]
     ratio = float((span.max() - span.min()) / dur) if dur > 0 and len(span) else 1.0
-    return Mutated(
-        batch, origin, is_mal, np.concatenate([pads, np.zeros(len(c_frames), np.int64)])[final],
-        n_mal, ratio,
-    )
+    padded = np.concatenate([pads, np.zeros(len(c_frames), np.int64)])[final]
+    return Mutated(batch, origin, template, is_mal, padded, n_mal, ratio)
