@@ -91,3 +91,16 @@ def test_sample_blocks_bounds_targets_and_keeps_whole_blocks():
         blk = enh.block_ids(f)
         for b in np.unique(blk[o >= 0]):
             assert np.all(o[blk == b] == t[blk == b])  # a sampled block is taken whole
+
+
+def test_loss_weights_boost_labelled_and_balance_classes():
+    targets = [np.array([0, 0, 0, 0, 0, 0, 1, 2, -1])]
+    labelled = [np.array([0, -1, -1, -1, -1, -1, 1, -1, -1])]
+    w = enh.loss_weights(targets, np.ones(1), labelled, labelled_share=0.5, malicious_share=0.5)[0]
+    assert w[8] == 0.0
+    assert abs(w[targets[0] > 0].sum() - w[targets[0] == 0].sum()) < 1e-5
+    lab = labelled[0] >= 0
+    assert w[0] > w[1] and w[6] > w[7]  # labelled beat pseudo-labelled of their class
+    plain = enh.loss_weights(targets, np.ones(1), malicious_share=0.0)[0]
+    assert np.array_equal(plain, (targets[0] >= 0).astype(np.float32))
+    assert lab.sum() == 2

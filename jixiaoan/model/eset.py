@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 class ESeTConfig:
     """ESeT training settings; the defaults keep a corpus run to minutes on 2 CPU cores."""
 
-    rounds: int = 3
-    pretrain_epochs: int = 4
+    rounds: int = 4
+    pretrain_epochs: int = 6
     round_epochs: int = 1
     lr: float = 2e-3
     selector: bool = True
@@ -58,15 +58,17 @@ class ESeTConfig:
     supervised_only: bool = False
     threshold_quantile: float = 0.95  # selector: T_m / T_b quantiles (eset_selector)
     labelled_share: float = 1.0  # share of labelled packets mixed into every round
+    labelled_weight: float = 0.5  # labelled packets carry at least this share of the loss
+    malicious_share: float = 0.5  # share of the loss on malicious targets (0: as they come)
     exchange_share: float = 0.2  # frequency-exchanged extra samples per pseudo-label
-    pool_max: int = 24_000  # unlabelled packets the rounds look at, over all rounds
-    train_max: int = 16_000  # target packets per DET training call
+    pool_max: int = 48_000  # unlabelled packets the rounds look at, over all rounds
+    train_max: int = 32_000  # target packets per DET training call
     kitnet_max: int = 80_000  # packets KitNET is fitted on
     kitnet_epochs: int = 2
     kitnet_batch: int = 2048
     kitnet_min_steps: int = 60  # KitNET's own default (600) is sized for small data
     batch_tokens: int = 8192
-    max_file_packets: int = 1500  # DET works on at most the first this many packets of a file
+    max_file_packets: int = 4000  # DET works on at most the first this many packets of a file
     calib_share: float = 0.2
     calib_tolerance: float = 0.02
     file_cap: int = DEFAULT_FILE_CAP
@@ -178,10 +180,11 @@ class ESeT:
         use = [i for i, t in enumerate(pre) if (t >= 0).any()]
         epochs = total_epochs if cfg.supervised_only else cfg.pretrain_epochs
         pre_fit = {}
+        pre_w = enh.loss_weights(pre, weight, malicious_share=cfg.malicious_share)
         if use:
             pre_fit = self._train(
                 [files[i] for i in use], [pre[i] for i in use],
-                [np.full(len(files[i]), weight[i], np.float32) for i in use], epochs, cfg.seed,
+                [pre_w[i] for i in use], epochs, cfg.seed,
             )
         pre_info = {"packets": pre_fit.get("packets", 0), "loss": pre_fit.get("loss", [])}
         self.history = [{"pretrain": pre_info}]

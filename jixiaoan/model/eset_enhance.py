@@ -173,3 +173,33 @@ def _gather_freq(files: list[FeatureBatch], fidx: np.ndarray, rows: np.ndarray) 
         sel = fidx == fi
         out[sel] = files[fi].freq[rows[sel]]
     return out
+
+
+def loss_weights(
+    targets: list[np.ndarray],
+    file_weight: np.ndarray,
+    labelled: list[np.ndarray] | None = None,
+    labelled_share: float = 0.5,
+    malicious_share: float = 0.5,
+) -> list[np.ndarray]:
+    """Per-packet loss weights: the file's weight, then (with ``labelled``) the labelled
+    packets scaled up to at least ``labelled_share`` of the total weight (pseudo-labels
+    outnumber them, and must not drown them: that is how self-training confirms its own
+    errors), then malicious targets scaled to ``malicious_share`` of the total weight and
+    benign ones to the rest (0 leaves the classes as they come)."""
+    w = [np.where(t >= 0, float(fw), 0.0) for t, fw in zip(targets, file_weight, strict=True)]
+    if labelled is not None:
+        is_lab = [(lab >= 0) & (t == lab) for t, lab in zip(targets, labelled, strict=False)]
+        is_lab += [np.zeros(len(t), bool) for t in targets[len(is_lab) :]]
+        lab_w = sum(float(x[m].sum()) for x, m in zip(w, is_lab))
+        rest = sum(float(x.sum()) for x in w) - lab_w
+        if lab_w > 0 and rest > 0 and lab_w < labelled_share * (lab_w + rest):
+            boost = labelled_share * rest / ((1.0 - labelled_share) * lab_w)
+            w = [np.where(m, x * boost, x) for x, m in zip(w, is_lab)]
+    mal = sum(float(x[t > 0].sum()) for x, t in zip(w, targets))
+    ben = sum(float(x[t == 0].sum()) for x, t in zip(w, targets))
+    if malicious_share > 0 and mal > 0 and ben > 0:
+        total = mal + ben
+        up, down = malicious_share * total / mal, (1 - malicious_share) * total / ben
+        w = [x * np.where(t > 0, up, down) for x, t in zip(w, targets)]
+    return [x.astype(np.float32) for x in w]

@@ -124,11 +124,14 @@ def run_rounds(
         w_arr = np.asarray(weights, dtype=np.float64)
         targets = enh.sample_blocks(targets, files, w_arr, cfg.train_max, rng)
         keep_files = [i for i, t in enumerate(targets) if (t >= 0).any()]
+        loss_w = enh.loss_weights(
+            targets, w_arr, inp.labelled, cfg.labelled_weight, cfg.malicious_share
+        )
         if keep_files:
             fit = train(
                 [files[i] for i in keep_files],
                 [targets[i] for i in keep_files],
-                [np.full(len(files[i]), w_arr[i], np.float32) for i in keep_files],
+                [loss_w[i] for i in keep_files],
                 cfg.round_epochs,
                 cfg.seed + 1 + r,
             )
