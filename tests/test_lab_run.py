@@ -20,7 +20,7 @@ from jixiaoan.capture.parse import parse_headers
 from jixiaoan.capture.pcapfile import read_capture
 from jixiaoan.features.labels import read_labels
 from jixiaoan.lab import topology
-from jixiaoan.lab.deps import ensure_tools
+from jixiaoan.lab.deps import TELNET_TOOLS, ensure_tools
 from jixiaoan.lab.output import host_mask, read_phases
 from jixiaoan.lab.runner import BASE_TOOLS, LabRun, parse_attack, parse_benign, run_lab
 from jixiaoan.lab.topology import (
@@ -70,9 +70,11 @@ def test_short_run_counts_follow_the_phases_and_nothing_is_left(lab_ready, tmp_p
               parse_attack("syn-flood:camera:rate=200,count=400"), parse_benign(6),
               parse_attack("ssh-bruteforce:camera:words=6")]
     records = _login_records()
-    run = LabRun(phases, tmp_path, gap=5, warmup=2)
+    run = LabRun(phases, tmp_path, gap=5, warmup=2, keep_logs=True)
     run_lab(run)
     assert run.run_id and len(run.ns_inodes) == 7
+    # hydra guessed the camera's weak password over a real SSH login
+    assert "password: admin1234" in (tmp_path / "logs" / "attack-ssh-bruteforce.log").read_text()
     _assert_nothing_left(run.run_id, set(run.ns_inodes.values()), set(run.pids))
     # the camera's sshd kept its login records to itself
     assert _login_records() == records
@@ -155,3 +157,22 @@ def test_ctrl_c_cleans_up(lab_ready, tmp_path) -> None:
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130, out
     _assert_nothing_left(run_id, inodes, set())
+
+
+def test_telnet_bruteforce_logs_in_to_the_camera(lab_ready, tmp_path) -> None:
+    try:
+        ensure_tools(list(TELNET_TOOLS))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"telnet server unavailable (tools/lab-deps.sh --with-telnet): {exc}")
+    records = _login_records()
+    phases = [parse_benign(2), parse_attack("telnet-bruteforce:camera:words=4")]
+    run = LabRun(phases, tmp_path, gap=2, warmup=1, keep_logs=True)
+    run_lab(run)
+    _assert_nothing_left(run.run_id, set(run.ns_inodes.values()), set(run.pids))
+    assert _login_records() == records
+    log = (tmp_path / "logs" / "attack-telnet-bruteforce.log").read_text()
+    assert "admin:admin1234 - Valid credentials" in log
+    batch = next(read_capture(tmp_path / "capture.pcap", batch_size=10**6))
+    h = parse_headers(batch)
+    to_telnet = host_mask(h, LAN_HOSTS["attacker"]) & (h.dport == 23)
+    assert int(to_telnet.sum()) > 20 and (batch.ts[to_telnet] >= run.phases[1].start).all()

