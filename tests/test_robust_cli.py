@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,9 +45,13 @@ def test_parse_budgets():
     assert [(x.l_c, x.l_t) for x in b] == [(0.2, 2.0), (0.5, 5.0)]
 
 
-def test_robustness_command_end_to_end(data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A doubled copy of the bundled corpus and a tiny ESeT trained on its train split."""
+    data_dir = Path(__file__).resolve().parent / "data"
     if not (data_dir / "labels.csv").exists():
         pytest.skip("bundled captures not present")
+    tmp_path = tmp_path_factory.mktemp("robust")
     labels = _doubled_corpus(data_dir, tmp_path / "corpus")
     corpus = load_corpus(labels, cache_dir=tmp_path / "cache", progress=False)
     train_idx, test_idx, _ = split_corpus(corpus)
@@ -58,17 +63,25 @@ def test_robustness_command_end_to_end(data_dir, tmp_path):
     model = ESeT(cfg, corpus.config)
     model.learn_many(corpus.training_data(train_idx, masks))
     model.save(tmp_path / "model")
+    return tmp_path, labels
+
+
+def _run(tmp_path, labels, *extra):
     parser = argparse.ArgumentParser()
     add_robustness_parser(parser.add_subparsers())
     out = tmp_path / "out" / "r.json"
     args = parser.parse_args([
         "robustness", "--labels", str(labels), "--model", str(tmp_path / "model"),
-        "--json", str(out), "--png", str(tmp_path / "r.png"), "--cache-dir",
-        str(tmp_path / "cache"), "--particles", "3", "--iterations", "2", "--eps", "0,0.1",
-        "--budgets", "0.5:5", "--max-files", "2",
+        "--json", str(out), "--cache-dir", str(tmp_path / "cache"), "--particles", "3",
+        "--iterations", "2", "--eps", "0,0.1", "--budgets", "0.5:5", "--max-files", "2", *extra,
     ])
     assert args.func(args) == 0
-    res = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_robustness_command_end_to_end(tiny):
+    tmp_path, labels = tiny
+    res = _run(tmp_path, labels, "--png", str(tmp_path / "r.png"))
     assert (tmp_path / "r.png").stat().st_size > 1000
     rows = res["fgsm"]["rows"]
     assert rows[0]["eps"] == 0.0 and rows[0]["pdr"] == 0.0
@@ -82,3 +95,15 @@ def test_robustness_command_end_to_end(data_dir, tmp_path):
         # originals re-read from the pcaps score exactly as the corpus features did
         assert r["detectors"]["eset"]["before"]["f1"] == pytest.approx(res["clean"]["f1"])
         assert 0.0 <= r["mmr_after"] <= 1.0
+
+
+def test_hardening_saves_a_loadable_model_and_is_reported(tiny):
+    tmp_path, labels = tiny
+    res = _run(tmp_path, labels, "--harden", str(tmp_path / "hard"), "--search", "grey")
+    info = res["hardening"]
+    assert info["fgsm_labelled_malicious"] > 0 and info["mutated_labelled_malicious"] > 0
+    hard = ESeT.load(tmp_path / "hard")
+    base = ESeT.load(tmp_path / "model")
+    a, b = hard.det.state_dict(), base.det.state_dict()
+    assert any(not np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert res["model"] == str(tmp_path / "hard")

@@ -82,6 +82,9 @@ def add_robustness_parser(subparsers) -> None:
     s.add_argument("--iterations", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--cache-dir", default=None, help="corpus feature cache folder")
+    s.add_argument("--harden", default=None, metavar="DIR",
+                   help="first fine-tune the model adversarially (robust_harden) on the train "
+                        "split, save it to DIR and attack that one")
     s.set_defaults(func=cmd_robustness)
 
 
@@ -91,7 +94,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         args.labels, args.model, [float(e) for e in args.eps.split(",")],
         parse_budgets(args.budgets), [s for s in args.search.split(",") if s],
         args.max_files, args.max_packets, args.particles, args.iterations, args.seed,
-        args.cache_dir, args.fgsm_mode,
+        args.cache_dir, args.fgsm_mode, args.harden,
     )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
@@ -197,7 +200,7 @@ def _rescored(det, feats_before, truth_before, feats_after, truth_after, base):
 
 def run_robustness(
     labels_csv, model_dir, eps_values, budgets, searches, max_files=40, max_packets=1500,
-    particles=10, iterations=10, seed=0, cache_dir=None, fgsm_mode="relative",
+    particles=10, iterations=10, seed=0, cache_dir=None, fgsm_mode="relative", harden_dir=None,
 ) -> dict:
     """Everything behind the command; returns the JSON-ready result."""
     from jixiaoan.model.baselines import KitNETDetector
@@ -208,6 +211,15 @@ def run_robustness(
     model = ESeT.load(model_dir)
     corpus = load_corpus(labels_csv, model.feature_config, cache_dir=cache_dir, progress=False)
     train_idx, test_idx, split = split_corpus(corpus)
+    hardening = None
+    if harden_dir:
+        from jixiaoan.model.robust_harden import harden
+
+        hardening = harden(model, corpus, train_idx, Path(labels_csv).resolve().parent,
+                           seed=seed, max_packets=max_packets)
+        model.save(harden_dir, {"hardening": hardening,
+                                "hardened_from": str(Path(model_dir).resolve())})
+        print(f"hardened in {hardening['seconds']:.0f} s, saved to {harden_dir}")
     files = [_head(corpus.files[i].features, max_packets) for i in test_idx]
     truth = [corpus.files[i].malicious[:max_packets] for i in test_idx]
     clean = _scores(model, files)
@@ -275,7 +287,8 @@ def run_robustness(
                 traffic_rows.append(row)
                 print(format_traffic([row]), flush=True)
     return {
-        "model": str(model_dir),
+        "model": str(harden_dir or model_dir),
+        "hardening": hardening,
         "model_metrics": getattr(model, "card_data", {}).get("metrics"),
         "split": split,
         "settings": {"max_packets": max_packets, "max_files": max_files,
