@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
 from jixiaoan import __version__
 
 log = logging.getLogger("jixiaoan")
-_MAC = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 
 
@@ -23,25 +20,12 @@ class UserError(Exception):
 
 def parse_device(text: str):
     """``--device`` value: a MAC address, an IP address, or ``MAC,IP[,NAME]``."""
-    from jixiaoan.engine.batch import Device
+    from jixiaoan.engine.devices import parse_device as parse
 
-    parts = [p.strip() for p in text.split(",")]
-    dev = Device()
-    for part in parts[:2]:
-        if _MAC.match(part):
-            dev.mac = part.lower().replace("-", ":")
-        elif part:
-            try:
-                dev.ip = str(ipaddress.ip_address(part))
-            except ValueError:
-                raise UserError(
-                    f"--device {text!r}: {part!r} is neither a MAC nor an IP address"
-                ) from None
-    if len(parts) > 2:
-        dev.name = ",".join(parts[2:])
-    if not dev.mac and not dev.ip:
-        raise UserError(f"--device {text!r}: give a MAC or an IP address")
-    return dev
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _check_capture(path: str) -> str:

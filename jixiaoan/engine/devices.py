@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
 
 from jixiaoan.capture.batch import HeaderBatch, ip_from_str, ip_to_str, mac_from_str, mac_to_str
+from jixiaoan.capture.interfaces import vendor_for_mac
 from jixiaoan.engine.batch import Device
 
 _BROADCAST_MAC = 0xFFFFFFFFFFFF
+_MAC_TEXT = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")
+
+
+def parse_device(text: str) -> Device:
+    """A device given on the command line: a MAC address, an IP address, or
+    ``MAC,IP[,NAME]``. Raises ValueError with the reason."""
+    parts = [p.strip() for p in text.split(",")]
+    dev = Device()
+    for part in parts[:2]:
+        if _MAC_TEXT.match(part):
+            dev.mac = part.lower().replace("-", ":")
+        elif part:
+            try:
+                dev.ip = str(ipaddress.ip_address(part))
+            except ValueError:
+                raise ValueError(
+                    f"--device {text!r}: {part!r} is neither a MAC nor an IP address"
+                ) from None
+    if len(parts) > 2:
+        dev.name = ",".join(parts[2:])
+    if not dev.mac and not dev.ip:
+        raise ValueError(f"--device {text!r}: give a MAC or an IP address")
+    return dev
 
 
 def _ip_words(ips: np.ndarray) -> np.ndarray:
@@ -99,19 +124,6 @@ def _is_unicast(text: str) -> bool:
     return not (ip.is_multicast or ip.is_unspecified or text == "255.255.255.255")
 
 
-def vendor_of(mac: str) -> str:
-    """Vendor name from scapy's OUI table ('' when unknown or for locally administered MACs)."""
-    if not mac:
-        return ""
-    try:
-        from scapy.config import conf
-
-        name = conf.manufdb._get_manuf(mac)
-    except Exception:  # noqa: BLE001 - a missing OUI table must not stop anything
-        return ""
-    return "" if not name or name == mac else str(name)
-
-
 class DeviceDiscovery:
     """Collects the local devices a stream shows: hosts sending from a LAN address.
 
@@ -163,10 +175,12 @@ class DeviceDiscovery:
                 continue
             best = max(v4 or list(ips), key=lambda ip: ips[ip])
             text = mac_to_str(mac)
-            found.append((sum(ips.values()), Device(mac=text, ip=best, vendor=vendor_of(text))))
+            found.append(
+                (sum(ips.values()), Device(mac=text, ip=best, vendor=vendor_for_mac(text)))
+            )
         for mac, count in l2_only.items():
             if mac not in per_mac:
                 text = mac_to_str(mac)
-                found.append((count, Device(mac=text, vendor=vendor_of(text))))
+                found.append((count, Device(mac=text, vendor=vendor_for_mac(text))))
         found.sort(key=lambda item: -item[0])
         return [dev for _, dev in found]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
-import re
 import signal
 import sys
 import threading
@@ -72,31 +70,11 @@ def _model_dir(args: argparse.Namespace) -> str | None:
     return None
 
 
-_MAC = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")
-
-
 def parse_device(text: str) -> Device:
-    """A ``--device`` value: a MAC address, an IP address, or ``MAC,IP[,NAME]`` (the same
-    rules as ``jixiaoan analyze``). Raises ValueError with the reason."""
-    from jixiaoan.engine.batch import Device
+    """A ``--device`` value (see jixiaoan.engine.devices.parse_device)."""
+    from jixiaoan.engine.devices import parse_device as parse
 
-    parts = [p.strip() for p in text.split(",")]
-    dev = Device()
-    for part in parts[:2]:
-        if _MAC.match(part):
-            dev.mac = part.lower().replace("-", ":")
-        elif part:
-            try:
-                dev.ip = str(ipaddress.ip_address(part))
-            except ValueError:
-                raise ValueError(
-                    f"--device {text!r}: {part!r} is neither a MAC nor an IP address"
-                ) from None
-    if len(parts) > 2:
-        dev.name = ",".join(parts[2:])
-    if not dev.mac and not dev.ip:
-        raise ValueError(f"--device {text!r}: give a MAC or an IP address")
-    return dev
+    return parse(text)
 
 
 @contextlib.contextmanager
