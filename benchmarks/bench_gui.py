@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="sys.setswitchinterval for this run (default: what the app sets)")
     p.add_argument("--idle", action="store_true",
                    help="no replay: the probe alone for --seconds (the machine's own noise)")
+    p.add_argument("--profile", action="store_true",
+                   help="print where the GUI thread's handlers spend their time")
     args = p.parse_args(argv)
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -71,6 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     window = MonitorWindow(cfg)
     window.resize(1280, 800)
     window.show()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        for name in ("on_poll", "_refresh_status"):
+            def wrapped(*a, _f=getattr(window, name)):
+                profiler.enable()
+                try:
+                    return _f(*a)
+                finally:
+                    profiler.disable()
+            setattr(window, name, wrapped)
+        window.status_timer.timeout.disconnect()
+        window.status_timer.timeout.connect(window._refresh_status)
     rss0 = rss_mib()
     lateness: list[float] = []
     clock = QElapsedTimer()
@@ -134,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = {t: tab.model.rowCount() for t, tab in window.device_tabs.items()}
     print(f"device tabs: {len(rows)}, rows held: {sum(rows.values()):,} "
           f"(+{window.malicious_model.rowCount():,} malicious view)")
+    if profiler is not None:
+        import pstats
+
+        pstats.Stats(profiler).sort_stats("cumtime").print_stats(15)
     return 0
 
 

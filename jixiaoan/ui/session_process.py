@@ -24,8 +24,12 @@ STATUS_INTERVAL_S = 0.5
 
 def _child_main(cfg: Any, options: Any, conn: Any) -> None:
     """The child process: build, start, report, obey 'stop' / 'config'."""
+    import os
+
     from jixiaoan.runtime.session import MonitorSession
 
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(5)  # the window stays responsive under load; the pipeline has its queues
     send_lock = threading.Lock()
 
     def send(msg: tuple) -> None:
