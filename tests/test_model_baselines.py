@@ -183,6 +183,9 @@ def test_classic_learns_separable_task() -> None:
     y = np.concatenate(labels)
     assert (v.label == y).mean() > 0.98
     assert v.attack_names()[y == 2][0] == "scan"
+    probs = det.predict_proba(FeatureBatch.concat(files))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(1.0 - probs[:, 0], v.malicious_prob, atol=1e-6)
 
 
 def test_classic_uses_header_fields() -> None:
