@@ -28,6 +28,7 @@ def running(qtbot, tmp_path):
         return sessions[-1]
 
     controller = SessionController(factory)
+    controller.made = sessions  # every session the window started, in order
     window = MonitorWindow(Config(), controller=controller, poll_ms=50)
     qtbot.addWidget(window)
     window.show()
@@ -131,3 +132,16 @@ def test_clear_empties_the_views(running, qtbot):
     assert sum(_rows(window).values()) == 0 and window.malicious_model.rowCount() == 0
     qtbot.wait(300)  # the poller runs on: nothing older comes back
     assert sum(_rows(window).values()) == 0
+
+
+def test_open_capture_replaces_the_running_session(running, qtbot, tmp_path):
+    window, first = running
+    qtbot.waitUntil(lambda: sum(_rows(window).values()) == first.written, timeout=10_000)
+    sessions = window.controller.made
+    assert window.open_capture(str(tmp_path / "other.pcap"))
+    qtbot.waitUntil(lambda: len(sessions) == 2 and sessions[1].done.is_set(), timeout=20_000)
+    second = sessions[1]
+    assert first.stopped.is_set()
+    assert second.options.replay.endswith("other.pcap") and second.options.speed == 0.0
+    assert second.options.db_path != first.options.db_path
+    qtbot.waitUntil(lambda: sum(_rows(window).values()) == second.written, timeout=10_000)

@@ -132,6 +132,8 @@ class DeviceTab(QWidget):
         self.splitter.addWidget(charts)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
+        total = max(self.splitter.height(), 400)
+        self.splitter.setSizes([total * 3 // 5, total * 2 // 5])
         self.redraw_charts()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override

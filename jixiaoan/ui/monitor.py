@@ -133,9 +133,12 @@ class MonitorWindow(QMainWindow):
         if self.reader is not None:
             self.reader.close()
             self.reader = None
+        self.db_path = None
 
     def on_poll(self, result: PollResult) -> None:
         """Rows and counters of one poll tick (GUI thread)."""
+        if self.db_path is None or result.db != str(self.db_path):
+            return  # queued before the store was replaced
         self.last_poll = result
         if result.model_name:
             self.model_name = result.model_name
@@ -213,7 +216,8 @@ class MonitorWindow(QMainWindow):
         self.options = options
         db = Path(options.db_path) if options.db_path else self.cfg.resolved_db_path()
         if self.db_path is not None and db != self.db_path:
-            self.clear_views()
+            self.detach_store()
+            self.reset_views()
         self.attach_store(db)
         self.state_label.setText("starting...")
         self.controller.start(self.cfg, options)
@@ -236,6 +240,14 @@ class MonitorWindow(QMainWindow):
 
             QMetaObject.invokeMethod(self.poller.poller, "skip_to_newest", Qt.QueuedConnection)
 
+    def reset_views(self) -> None:
+        """Remove every device tab and empty the malicious view (another database)."""
+        for tab in list(self.device_tabs.values()):
+            self.tabs.removeTab(self.tabs.indexOf(tab))
+            tab.deleteLater()
+        self.device_tabs.clear()
+        self.malicious_view.clear()
+
     def open_capture(self, path: str | None = None) -> bool:
         """Analyse a capture file through the same path: a replay at full speed."""
         if not path:
@@ -247,12 +259,8 @@ class MonitorWindow(QMainWindow):
 
         model_dir = getattr(self.options, "model_dir", None) if self.options else None
         options = MonitorOptions(replay=str(path), speed=0.0, model_dir=model_dir)
-        for tab in list(self.device_tabs.values()):
-            self.tabs.removeTab(self.tabs.indexOf(tab))
-            tab.deleteLater()
-        self.device_tabs.clear()
-        self.malicious_view.clear()
-        self.options = None
+        self.detach_store()  # the old session's rows stop coming at once
+        self.reset_views()
         return self.start_monitoring(options)
 
     def export_rows(self) -> None:

@@ -33,6 +33,7 @@ class PollResult:
     """One tick of the poller: every device table's news and counters."""
 
     wall: float
+    db: str = ""  # the store polled (results of a replaced poller are dropped)
     tables: list[TablePoll] = field(default_factory=list)
     model_name: str = ""
     error: str = ""
@@ -89,7 +90,7 @@ class StorePoller(QObject):
 
     def poll_once(self) -> PollResult:
         """One poll (also usable without a thread, e.g. in tests)."""
-        result = PollResult(wall=time.time())
+        result = PollResult(wall=time.time(), db=str(self.db_path))
         if not self.db_path.exists():
             return result
         if self._reader is None:

@@ -101,8 +101,9 @@ class ProcessSession:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self._conn = parent
+        # not a daemon: the session may start processes of its own (the store's)
         self._proc = ctx.Process(target=_child_main, args=(self.cfg, self.options, child),
-                                 name="jixiaoan-monitor")  # the session may start processes of its own
+                                 name="jixiaoan-monitor")
         self._proc.start()
         child.close()
         self._reader = threading.Thread(target=self._read, name="jixiaoan-child-reader",
