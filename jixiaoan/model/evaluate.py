@@ -178,7 +178,8 @@ def plot_confusion(truth: np.ndarray, pred: np.ndarray, path: str | Path, title:
     fig, ax = plt.subplots(figsize=(4, 3.6))
     ax.imshow(cm, cmap="Blues")
     for (r, c), v in np.ndenumerate(cm):
-        ax.text(c, r, f"{v}", ha="center", va="center", color="black")
+        ax.text(c, r, f"{v}", ha="center", va="center",
+                color="white" if v > cm.max() / 2 else "black")
     ax.set_xticks([0, 1], ["benign", "malicious"])
     ax.set_yticks([0, 1], ["benign", "malicious"])
     ax.set_xlabel("verdict")
