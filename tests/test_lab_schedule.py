@@ -27,12 +27,15 @@ def test_parse_attack_spec_with_target_and_parameters() -> None:
     assert (p.kind, p.attack, p.family, p.target, p.target_ip) == (
         "attack", "syn-flood", "syn-flood", "plug", "192.168.137.11")
     assert p.params == {"rate": "2000", "count": "20000"}
+    listed = parse_attack("service-scan:camera:ports=22,80,1883,duration=20")
+    assert listed.params == {"ports": "22,80,1883", "duration": "20"}
     default = parse_attack("mqtt-abuse")
     assert (default.target, default.target_ip) == ("broker", "203.0.113.88")
 
 
 @pytest.mark.parametrize("spec", ["no-such-attack", "syn-flood:camera:bogus=1",
                                   "syn-flood:camera:rate", "port-scan:8.8.8.8",
+                                  "syn-flood:camera:80,rate=1", "syn-flood:camera:rate=",
                                   "port-scan:nowhere"])
 def test_bad_attack_specs_are_refused(spec: str) -> None:
     with pytest.raises(ValueError):

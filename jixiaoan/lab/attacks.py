@@ -100,7 +100,7 @@ ATTACKS: dict[str, Attack] = {a.name: a for a in (
                              "--max-rate", p["rate"], "-p", p["ports"], ip],
            "nmap SYN scan of `ports` at most `rate` packets/s"),
     Attack("service-scan", "service-scan", ("nmap",), "camera",
-           {"ports": "21-23,80,443,554,1883,8080", "duration": "40"},
+           {"ports": "21-23,80,443,554,1883,8080", "duration": "90"},
            lambda ip, p, w: ["nmap", "-n", "-Pn", "-sV", "--version-light", "-p", p["ports"],
                              ip],
            "nmap version detection (-sV) of `ports`"),

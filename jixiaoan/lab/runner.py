@@ -28,7 +28,9 @@ BASE_TOOLS = ["ip", "sysctl", "tcpdump", "busybox", "sshd", "ssh-keygen", "opens
 
 
 def parse_attack(spec: str) -> Phase:
-    """``name[:target[:key=value,...]]`` -> an attack phase (raises ValueError when bad)."""
+    """``name[:target[:key=value,...]]`` -> an attack phase (raises ValueError when bad). A
+    value may itself hold commas (``ports=22,80,1883``): an item without ``=`` continues the
+    previous value."""
     parts = spec.split(":", 2)
     name = parts[0]
     if name not in ATTACKS:
@@ -37,11 +39,16 @@ def parse_attack(spec: str) -> Phase:
     target = parts[1] if len(parts) > 1 and parts[1] else attack.default_target
     params: dict[str, str] = {}
     if len(parts) > 2 and parts[2]:
+        key = ""
         for item in parts[2].split(","):
-            key, sep, value = item.partition("=")
-            if not sep or not key or not value:
+            name_, sep, value = item.partition("=")
+            if not sep and key and item.strip():
+                params[key] += "," + item.strip()
+                continue
+            if not sep or not name_.strip() or not value.strip():
                 raise ValueError(f"{spec}: parameter {item!r} is not key=value")
-            params[key.strip()] = value.strip()
+            key = name_.strip()
+            params[key] = value.strip()
     unknown = set(params) - set(attack.defaults)
     if unknown:
         raise ValueError(f"{name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
