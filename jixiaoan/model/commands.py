@@ -121,14 +121,26 @@ def evaluate(
     progress: bool = True,
     save_dir: str | Path | None = None,
 ) -> dict:
-    """Score a pre-trained model (``model_dir``) or train and score ``methods`` x ``fractions``
-    on the fixed file-disjoint split; writes ``json_out`` (after every run) and PNGs, and with
+    """Score a pre-trained model (``model_dir``: on the test split when ``labels_csv`` is the
+    corpus it was trained on, else on every file) or train and score ``methods`` x
+    ``fractions`` (None: all methods, 1 % and 10 %) on the fixed file-disjoint split; writes
+    ``json_out`` (after every run) and PNGs, and with
     ``save_dir`` every trained ESeT-family model as ``save_dir/<method>_<fraction>``."""
+    methods = tuple(methods) if methods else METHODS
+    fractions = tuple(fractions) if fractions else DEFAULT_FRACTIONS
     corpus = load_corpus(labels_csv, cache_dir=cache_dir, progress=progress)
     train_idx, test_idx, split = split_corpus(corpus)
     if model_dir is not None:
         model = ESeT.load(model_dir)
-        info = getattr(model, "card_data", {}).get("info", {})
+        card = getattr(model, "card_data", {})
+        info = card.get("info", {})
+        trained_on = card.get("data", {}).get("labels_csv")
+        if not trained_on or Path(trained_on).resolve() != Path(labels_csv).resolve():
+            # another corpus than the model's own: every file is unseen, score them all
+            test_idx = np.arange(len(corpus.files))
+            split = {"rule": "all files (the model was trained on another labels.csv)",
+                     "test_files": len(test_idx),
+                     "test_packets": int(sum(len(f) for f in corpus.files))}
         m, raw = score_detector(
             model, corpus, test_idx, info.get("train_seconds", 0.0), info.get("train_packets", 1)
         )
@@ -176,14 +188,15 @@ def evaluate(
 def adapt(
     model_dir: str | Path,
     capture: str | Path,
-    until_s: float,
+    until_s: float | None,
     out_dir: str | Path,
     labels_csv: str | Path | None = None,
     cache_dir: str | Path | None = None,
     rounds: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Adapt a trained model to a site capture (first ``until_s`` seconds), save the site model
+    """Adapt a trained model to a site capture (first ``until_s`` seconds, None: all of it; at
+    most ``2 * pool_max`` packets are used), save the site model
     to ``out_dir``. The labelled corpus is ``labels_csv`` or the one named in the model card
     (when present); its train split at the card's fraction is mixed in."""
     from jixiaoan.features.batch import FeatureBatch
@@ -191,6 +204,7 @@ def adapt(
     from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS
     from jixiaoan.model.eset_adapt import adapt as adapt_model
 
+    until_s = float("inf") if until_s is None else float(until_s)
     model = ESeT.load(model_dir)
     card = getattr(model, "card_data", {})
     batches = [fb for _f, _h, fb in extract_capture(str(capture), model.feature_config)]
@@ -210,7 +224,8 @@ def adapt(
     before = _flag_share(model, site)
     after = _flag_share(site_model, site)
     extra = {
-        "data": {**card.get("data", {}), "site_capture": str(capture), "until_s": until_s},
+        "data": {**card.get("data", {}), "site_capture": str(capture),
+                 "until_s": until_s if np.isfinite(until_s) else None},
         "adapted": {"flagged_share_before": before, "flagged_share_after": after},
     }
     site_model.save(out_dir, extra)

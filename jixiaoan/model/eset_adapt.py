@@ -88,7 +88,7 @@ def adapt(
     out.info = {
         "adapted_from": model.name,
         "site_packets": len(site),
-        "until_s": until_s,
+        "until_s": until_s if np.isfinite(until_s) else None,
         "labelled_files": len(files) - 1,
         "labelled_packets": int(sum(int((t >= 0).sum()) for t in labelled)),
         "adapt_seconds": time.perf_counter() - t0,

@@ -1,0 +1,70 @@
+"""train / evaluate / adapt command functions on the bundled captures (tiny model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jixiaoan.model import commands
+from jixiaoan.model.eset import ESeTConfig
+
+TINY = ESeTConfig(
+    rounds=1, pretrain_epochs=2, round_epochs=1, kitnet_epochs=1, kitnet_min_steps=5,
+    det={"d_model": 16, "n_heads": 2, "d_ff": 32},
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
+    data = Path(__file__).parent / "data"
+    if not (data / "labels.csv").exists():
+        pytest.skip("bundled captures not present")
+    tmp = tmp_path_factory.mktemp("cmd")
+    out = commands.train(
+        data / "labels.csv", 0.5, tmp / "model", 0, tmp / "cache", TINY, tmp / "png", False
+    )
+    assert set(commands.METRIC_KEYS) <= set(out["metrics"])
+    return data, tmp, Path(out["model_dir"])
+
+
+def test_train_writes_a_model_with_its_figures(trained):
+    _, tmp, model_dir = trained
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["data"]["fraction"] == 0.5 and card["classes"][0] == "benign"
+    assert 0.0 <= card["metrics"]["f1"] <= 1.0
+    assert sorted(p.name for p in (tmp / "png").iterdir()) == [
+        "eset_0.5_confusion.png", "eset_0.5_pr.png"
+    ]
+
+
+def test_evaluate_model_on_own_corpus_uses_the_test_split_else_all_files(trained):
+    data, tmp, model_dir = trained
+    own = commands.evaluate(
+        data / "labels.csv", model_dir=model_dir, json_out=tmp / "own.json",
+        cache_dir=tmp / "cache", progress=False,
+    )
+    assert own["packets"] == own["split"]["test_packets"]
+    assert len(own["per_file"]) == own["split"]["test_files"]
+    assert json.loads((tmp / "own.json").read_text())["f1"] == own["f1"]
+    other = tmp / "other"
+    other.mkdir()
+    for sub in ("arkime", "zeek", "suricata-verify"):
+        (other / sub).symlink_to(data / sub)
+    (other / "labels.csv").write_text((data / "labels.csv").read_text())
+    every = commands.evaluate(
+        other / "labels.csv", model_dir=model_dir, cache_dir=tmp / "cache", progress=False
+    )
+    assert len(every["per_file"]) > len(own["per_file"])
+
+
+def test_adapt_whole_capture_writes_a_site_model(trained):
+    data, tmp, model_dir = trained
+    out = commands.adapt(
+        model_dir, data / "zeek" / "wikipedia.pcap", None, tmp / "site",
+        cache_dir=tmp / "cache", rounds=1, progress=False,
+    )
+    card = json.loads((tmp / "site" / "card.json").read_text())
+    assert card["data"]["until_s"] is None and card["name"].endswith("-site")
+    assert 0.0 <= out["adapted"]["flagged_share_after"] <= 1.0
