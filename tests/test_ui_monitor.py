@@ -145,3 +145,20 @@ def test_open_capture_replaces_the_running_session(running, qtbot, tmp_path):
     assert second.options.replay.endswith("other.pcap") and second.options.speed == 0.0
     assert second.options.db_path != first.options.db_path
     qtbot.waitUntil(lambda: sum(_rows(window).values()) == second.written, timeout=10_000)
+
+
+def test_rate_history_rates_and_shares():
+    from jixiaoan.storage.store import DeviceInfo
+    from jixiaoan.ui.device_tab import RateHistory
+
+    h = RateHistory(window_s=10.0)
+    for i in range(21):  # 100 packets per 0.25 s, a quarter malicious, 10 unclassified
+        info = DeviceInfo(0, "", "", "", "", "t", None, None, rows_total=100 * i,
+                          rows_malicious=20 * i, rows_unclassified=20 * i)
+        h.add(0.25 * i, info)
+    t, pps, share = h.series()
+    assert len(t) == 20 and t[0] == 0.25
+    assert pps == pytest.approx([400.0] * 20)
+    assert share == pytest.approx([0.25] * 20)
+    now_pps, now_share = h.instant()
+    assert now_pps == pytest.approx(400.0) and now_share == pytest.approx(0.25)

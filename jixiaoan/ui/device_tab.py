@@ -55,19 +55,23 @@ class RateHistory:
         share = (last[2] - old[2]) / dc if dc > 0 else None
         return max(pps, 0.0), share
 
-    def series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(seconds since start, packets/s, malicious share or NaN) per sample interval."""
+    def series(self, share_span_s: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(seconds since start, packets/s per sample interval, malicious share over the last
+        ``share_span_s`` seconds or NaN where nothing was classified)."""
         if len(self.samples) < 2 or self.t0 is None:
             empty = np.zeros(0)
             return empty, empty, empty
         a = np.asarray(self.samples, dtype=np.float64)
-        dt = np.diff(a[:, 0])
+        t = a[:, 0]
+        dt = np.diff(t)
         dt[dt <= 0] = np.nan
         pps = np.clip(np.diff(a[:, 1]) / dt, 0, None)
-        dc = np.diff(a[:, 3])
+        back = np.searchsorted(t, t[1:] - share_span_s, side="right") - 1
+        back = np.clip(np.minimum(back, np.arange(len(t) - 1)), 0, None)
+        dc = a[1:, 3] - a[back, 3]
         with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(dc > 0, np.diff(a[:, 2]) / dc, np.nan)
-        return a[1:, 0] - self.t0, np.nan_to_num(pps), share
+            share = np.where(dc > 0, (a[1:, 2] - a[back, 2]) / dc, np.nan)
+        return t[1:] - self.t0, np.nan_to_num(pps), share
 
 
 def _plot(title: str, y_label: str) -> pg.PlotWidget:

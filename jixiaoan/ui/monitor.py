@@ -145,6 +145,7 @@ class MonitorWindow(QMainWindow):
         if self.paused:
             return
         bad: list = []
+        seen: set = set()  # a packet of two watched devices is in both tables: show it once
         new_tabs, later = 0, []
         for tp in result.tables:
             if tp.device.table_name not in self.device_tabs:
@@ -157,7 +158,12 @@ class MonitorWindow(QMainWindow):
             if tp.rows or tp.reset:
                 tab.view.add_rows(tp.rows, reset=tp.reset)
             label = tab.info.name or tab.info.ip or tab.info.mac
-            bad.extend((label, tp.device.table_name, r) for r in tp.rows if r.is_bad == 1)
+            for r in tp.rows:
+                if r.is_bad == 1:
+                    key = (r.time, r.source, r.dest, r.length)
+                    if key not in seen:
+                        seen.add(key)
+                        bad.append((label, tp.device.table_name, r))
         if bad:
             self.malicious_view.add_rows(bad)
         if later:
