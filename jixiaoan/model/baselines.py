@@ -175,8 +175,10 @@ class Quantiser:
 
 
 class KitNETDetector:
-    """KitNET alone: fitted on every training packet (labelled or not, at most ``max_fit``,
-    drawn with per-file weights), flagging a packet when its RMSE reaches a threshold.
+    """KitNET alone: fitted on training packets labelled or not, drawn so that no file counts
+    as more than ``file_packets`` packets (at most ``max_fit`` in all; without this the floods
+    that make up most packets of the corpus are learnt as normal: test AUC 0.29), flagging a
+    packet when its RMSE reaches a threshold.
 
     Threshold (``threshold_rule``), from the labelled training packets when both benign and
     malicious ones are labelled: ``"youden"`` (default) the RMSE maximising TPR - FPR, which
@@ -195,8 +197,8 @@ class KitNETDetector:
         kitnet: KitNET | None = None,
         threshold_rule: str = "youden",
         benign_quantile: float = 0.99,
-        max_fit: int = 400_000,
-        file_cap: float = 20.0,
+        max_fit: int = 100_000,
+        file_packets: int = 2000,
         slope: float = 4.0,
         name: str = "kitnet",
         **kitnet_settings: Any,
@@ -210,7 +212,7 @@ class KitNETDetector:
         self.threshold_rule = threshold_rule
         self.benign_quantile = benign_quantile
         self.max_fit = max_fit
-        self.file_cap = file_cap
+        self.file_packets = file_packets
         self.slope = slope
         self.kitnet_settings = kitnet_settings
         self.threshold = float("nan")
@@ -221,11 +223,12 @@ class KitNETDetector:
         files = [f for f in data.files if len(f)]
         if self.kitnet is None:
             x = np.concatenate([f.afterimage for f in files]).astype(np.float32)
-            if len(x) > self.max_fit:
-                w = _file_weights(np.array([len(f) for f in files]), self.file_cap)
-                p = np.concatenate([np.full(len(f), wf) for f, wf in zip(files, w)])
-                rng = np.random.default_rng(self.seed)
-                x = x[np.sort(rng.choice(len(x), self.max_fit, replace=False, p=p / p.sum()))]
+            sizes = np.array([len(f) for f in files], dtype=np.float64)
+            w = np.minimum(1.0, self.file_packets / sizes)
+            p = np.concatenate([np.full(len(f), wf) for f, wf in zip(files, w)])
+            rng = np.random.default_rng(self.seed)
+            k = min(self.max_fit, int(round(w @ sizes)))
+            x = x[np.sort(rng.choice(len(x), k, replace=False, p=p / p.sum()))]
             self.kitnet = KitNET(seed=self.seed, **self.kitnet_settings).fit(x)
         scores, truth = [], []
         for f, y, m in zip(data.files, data.labels, data.labelled):
