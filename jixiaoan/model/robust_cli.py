@@ -2,9 +2,11 @@
 
 Runs on the test split of the fixed file-disjoint split (``commands.split_corpus``):
 
-1. clean scores of every test file (its first ``--max-packets`` packets);
-2. FGSM on the frequency features of the malicious packets for each ``--eps``
-   (``robust_fgsm``); benign files are unchanged by construction;
+1. FGSM on the frequency features of the malicious packets for each ``--eps``
+   (``robust_fgsm``) over whole test files by default (``--fgsm-max-packets``), so ``eps = 0``
+   is the model card's test figure; benign files are unchanged by construction;
+2. clean scores of every test file's first ``--max-packets`` packets (the traffic attacks'
+   baseline: the swarm search re-extracts every candidate, so captures are cut);
 3. for each budget ``l_c:l_t`` and each search target, a particle swarm
    (``features.mutate_search``) mutates the malicious test captures (at most ``--max-files``);
    the mutated frames are written to a pcap, read back and re-extracted by the normal pipeline
@@ -74,6 +76,8 @@ def add_robustness_parser(subparsers) -> None:
     s.add_argument("--png", default=None, help="plot of F1 and PDR against the budgets")
     s.add_argument("--eps", default=",".join(f"{e:g}" for e in DEFAULT_EPS))
     s.add_argument("--fgsm-mode", default="relative", choices=("relative", "range"))
+    s.add_argument("--fgsm-max-packets", type=int, default=0,
+                   help="first packets of each file for FGSM (0: whole files, as the card)")
     s.add_argument("--budgets", default="0.2:2,0.5:5", help="l_c:l_t pairs")
     s.add_argument("--search", default="grey,black", help="search targets: grey, black")
     s.add_argument("--max-files", type=int, default=40, help="malicious test files mutated")
@@ -94,7 +98,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         args.labels, args.model, [float(e) for e in args.eps.split(",")],
         parse_budgets(args.budgets), [s for s in args.search.split(",") if s],
         args.max_files, args.max_packets, args.particles, args.iterations, args.seed,
-        args.cache_dir, args.fgsm_mode, args.harden,
+        args.cache_dir, args.fgsm_mode, args.harden, args.fgsm_max_packets,
     )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
@@ -201,6 +205,7 @@ def _rescored(det, feats_before, truth_before, feats_after, truth_after, base):
 def run_robustness(
     labels_csv, model_dir, eps_values, budgets, searches, max_files=40, max_packets=1500,
     particles=10, iterations=10, seed=0, cache_dir=None, fgsm_mode="relative", harden_dir=None,
+    fgsm_max_packets=0,
 ) -> dict:
     """Everything behind the command; returns the JSON-ready result."""
     from jixiaoan.model.baselines import KitNETDetector
@@ -220,13 +225,20 @@ def run_robustness(
         model.save(harden_dir, {"hardening": hardening,
                                 "hardened_from": str(Path(model_dir).resolve())})
         print(f"hardened in {hardening['seconds']:.0f} s, saved to {harden_dir}")
-    files = [_head(corpus.files[i].features, max_packets) for i in test_idx]
-    truth = [corpus.files[i].malicious[:max_packets] for i in test_idx]
+    cap = fgsm_max_packets if fgsm_max_packets > 0 else max(len(corpus.files[i]) for i in test_idx)
+    files = [_head(corpus.files[i].features, cap) for i in test_idx]
+    truth = [corpus.files[i].malicious[:cap] for i in test_idx]
     clean = _scores(model, files)
-    clean_m = binary_metrics(np.concatenate(truth), np.concatenate(clean[1]))
-    print(f"clean: f1 {clean_m['f1']:.4f} on {clean_m['packets']} packets")
+    fgsm_clean = binary_metrics(np.concatenate(truth), np.concatenate(clean[1]))
+    print(f"FGSM on {fgsm_clean['packets']} test packets (first {cap} of each file)")
     fgsm = _fgsm_section(model, files, truth, clean, eps_values, fgsm_mode)
+    fgsm["max_packets"] = cap
     print(format_fgsm(fgsm["rows"]))
+    files = [_head(f, max_packets) for f in files]
+    truth = [t[:max_packets] for t in truth]
+    clean = tuple([x[:max_packets] for x in part] for part in clean)
+    clean_m = binary_metrics(np.concatenate(truth), np.concatenate(clean[1]))
+    print(f"traffic attacks: clean f1 {clean_m['f1']:.4f} on {clean_m['packets']} packets")
     t_fgsm = time.perf_counter() - t0
     # KitNET alone, for contrast (the model's own KitNET, threshold on train labels)
     kit = KitNETDetector(seed=seed, kitnet=model.kitnet)
