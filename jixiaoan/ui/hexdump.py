@@ -45,7 +45,7 @@ class HexDumpDialog(QDialog):
         self.header = QLabel(describe_row(row, device))
         self.header.setWordWrap(True)
         layout.addWidget(self.header)
-        data = row.data or b""
+        data = getattr(row, "data", None) or b""
         captured = f"{len(data)} bytes captured" + (
             f" of {row.length} on the wire" if row.length != len(data) else "")
         layout.addWidget(QLabel(captured))

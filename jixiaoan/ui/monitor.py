@@ -139,6 +139,8 @@ class MonitorWindow(QMainWindow):
         """Rows and counters of one poll tick (GUI thread)."""
         if self.db_path is None or result.db != str(self.db_path):
             return  # queued before the store was replaced
+        if self.poller is not None:
+            self.poller.poller.taken()
         self.last_poll = result
         if result.model_name:
             self.model_name = result.model_name

@@ -9,13 +9,51 @@ counters, and emits one ``polled`` signal carrying a ``PollResult``.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from PyQt5.QtCore import QObject, QThread, QTimer, pyqtSignal, pyqtSlot
 
 from jixiaoan.storage.store import DeviceInfo, PacketRow, StoreError, StoreReader
+
+
+class ViewRow(NamedTuple):
+    """A packet row as the tables hold it: PacketRow's fields without the bytes, in a tuple
+    (about a fifth of a PacketRow's memory; address strings are shared between rows)."""
+
+    index: int
+    time: float
+    source: str
+    dest: str
+    length: int
+    type: str
+    is_bad: int | None
+    attack: str | None
+    score: float | None
+
+
+class _Strings:
+    """Shares equal strings between rows (addresses and protocol names repeat a lot)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self.known: dict[str, str] = {}
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        if len(self.known) >= self.limit:
+            self.known.clear()
+        return self.known.setdefault(text, text)
+
+
+def compact(rows: list[PacketRow], share: _Strings) -> list[ViewRow]:
+    """ViewRows of PacketRows."""
+    return [ViewRow(r.index, r.time, share(r.source), share(r.dest), r.length, share(r.type),
+                    r.is_bad, share(r.attack), r.score) for r in rows]
 
 
 @dataclass
@@ -23,7 +61,7 @@ class TablePoll:
     """What changed in one device table since the previous tick."""
 
     device: DeviceInfo
-    rows: list[PacketRow]
+    rows: list[ViewRow]
     skipped: int  # rows that were added but not fetched (the view was too far behind)
     reset: bool  # rows replace the view's contents (it fell behind by more than a window)
 
@@ -53,6 +91,10 @@ class StorePoller(QObject):
         self._last: dict[str, int] = {}
         self._timer: QTimer | None = None
         self._skip = False
+        self._strings = _Strings()
+        # back-pressure: no new result while the GUI has not taken the previous one
+        self._taken = threading.Event()
+        self._taken.set()
 
     @pyqtSlot()
     def start(self) -> None:
@@ -83,9 +125,17 @@ class StorePoller(QObject):
         """From the next tick on, only rows newer than the newest one now (after Clear)."""
         self._skip = True
 
+    def taken(self) -> None:
+        """The GUI has handled the last result (any thread)."""
+        self._taken.set()
+
     @pyqtSlot()
     def tick(self) -> None:
-        """Fetch what is new and emit it (never raises)."""
+        """Fetch what is new and emit it (never raises); skipped while the GUI has not
+        handled the previous result, so that results never pile up in its event queue."""
+        if not self._taken.is_set():
+            return
+        self._taken.clear()
         self.polled.emit(self.poll_once())
 
     def poll_once(self) -> PollResult:
@@ -129,7 +179,7 @@ class StorePoller(QObject):
             self._last[table] = rows[-1].index
         elif last is None:
             self._last[table] = 0
-        return TablePoll(dev, rows, skipped, reset)
+        return TablePoll(dev, compact(rows, self._strings), skipped, reset)
 
 
 class PollerThread:
