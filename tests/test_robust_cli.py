@@ -43,6 +43,14 @@ def test_pdr_and_detected_drop():
 def test_parse_budgets():
     b = parse_budgets("0.2:2,0.5:5")
     assert [(x.l_c, x.l_t) for x in b] == [(0.2, 2.0), (0.5, 5.0)]
+    assert parse_budgets("none") == [] and parse_budgets("") == []
+
+
+def test_fgsm_only_run(tiny):
+    tmp_path, labels = tiny
+    res = _run(tmp_path, labels, "--budgets", "none", "--fgsm-mode", "range")
+    assert res["traffic"]["rows"] == [] and res["fgsm"]["mode"] == "range"
+    assert [r["eps"] for r in res["fgsm"]["rows"]] == [0.0, 0.1]
 
 
 @pytest.fixture(scope="module")

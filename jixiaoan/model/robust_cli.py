@@ -59,8 +59,10 @@ DEFAULT_BUDGETS = (Budget(0.2, 2.0), Budget(0.5, 5.0))
 
 
 def parse_budgets(text: str) -> list[Budget]:
-    """``"0.2:2,0.5:5"`` -> budgets (l_c:l_t)."""
+    """``"0.2:2,0.5:5"`` -> budgets (l_c:l_t); ``"none"`` or empty: no traffic attacks."""
     out = []
+    if text.strip().lower() in ("", "none"):
+        return out
     for part in text.split(","):
         lc, lt = part.split(":")
         out.append(Budget(float(lc), float(lt)))
@@ -240,6 +242,11 @@ def run_robustness(
     clean_m = binary_metrics(np.concatenate(truth), np.concatenate(clean[1]))
     print(f"traffic attacks: clean f1 {clean_m['f1']:.4f} on {clean_m['packets']} packets")
     t_fgsm = time.perf_counter() - t0
+    head = {"model": str(harden_dir or model_dir), "hardening": hardening,
+            "model_metrics": getattr(model, "card_data", {}).get("metrics"), "split": split,
+            "fgsm": fgsm}
+    if not budgets or not searches or max_files <= 0:
+        return {**head, "traffic": {"rows": []}, "seconds": {"fgsm": t_fgsm, "total": t_fgsm}}
     # KitNET alone, for contrast (the model's own KitNET, threshold on train labels)
     kit = KitNETDetector(seed=seed, kitnet=model.kitnet)
     masks = labelled_split([corpus.labels(i) for i in train_idx], 0.10, seed)
@@ -299,16 +306,12 @@ def run_robustness(
                 traffic_rows.append(row)
                 print(format_traffic([row]), flush=True)
     return {
-        "model": str(harden_dir or model_dir),
-        "hardening": hardening,
-        "model_metrics": getattr(model, "card_data", {}).get("metrics"),
-        "split": split,
+        **head,
         "settings": {"max_packets": max_packets, "max_files": max_files,
                      "particles": particles, "iterations": iterations, "seed": seed,
                      "mimic_radius": mimic.radius, "mimic_rows": len(mimic.rows),
                      "eset_threshold": model.threshold, "kitnet_threshold": kit.threshold},
         "clean": {k: clean_m[k] for k in ("accuracy", "precision", "recall", "f1", "packets")},
-        "fgsm": fgsm,
         "traffic": {"rows": traffic_rows,
                     "attacked_files": [o[0] for o in originals]},
         "seconds": {"fgsm": t_fgsm, "total": time.perf_counter() - t0},
