@@ -78,14 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         import cProfile
 
         profiler = cProfile.Profile()
-        for name in ("on_poll", "_refresh_status"):
-            def wrapped(*a, _f=getattr(window, name)):
+        def profiled(fn):
+            def wrapped(*a):
                 profiler.enable()
                 try:
-                    return _f(*a)
+                    return fn(*a)
                 finally:
                     profiler.disable()
-            setattr(window, name, wrapped)
+            return wrapped
+
+        for name in ("on_poll", "_refresh_status"):
+            setattr(window, name, profiled(getattr(window, name)))
         window.status_timer.timeout.disconnect()
         window.status_timer.timeout.connect(window._refresh_status)
     rss0 = rss_mib()
@@ -116,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             state["status"] = st
             if state["t0"] is None and st.captured:
                 state["t0"] = time.monotonic()
-            if st.finished:
+            if st.finished and state["t1"] is None:
                 state["t1"] = time.monotonic()
-                app.quit()
+                QTimer.singleShot(3000, app.quit)  # the last commits reach the tables
 
     watcher = QTimer()
     watcher.timeout.connect(watch)
@@ -126,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     QTimer.singleShot(int(args.seconds * 1000), app.quit)
     options = MonitorOptions(replay=pcap, speed=0.0, model_dir=model)
     start = time.monotonic()
+    cpu0, gui_cpu0 = time.process_time(), time.thread_time()
     if not args.idle:
         window.start_monitoring(options)
     probe.start(args.interval_ms)
     app.exec_()
     probe.stop()
+    cpu, gui_cpu = time.process_time() - cpu0, time.thread_time() - gui_cpu0
+    run_wall = time.monotonic() - start
     st = state["status"]
     wall = (state["t1"] or time.monotonic()) - start
     window.shutdown()
@@ -147,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     worst = sorted(stalls, key=lambda x: -x[1])[:5]
     print("worst stalls (s after start: ms): "
           + ", ".join(f"{t:.2f}: {ms:.0f}" for t, ms in sorted(worst)))
-    print(f"RSS: start {rss0:.0f} MiB, peak {rss_peak[0]:.0f} MiB, end {rss_mib():.0f} MiB")
+    print(f"GUI process CPU {cpu:.1f} s over {run_wall:.1f} s wall ({cpu / run_wall:.0%} of one "
+          f"core; the monitor itself runs in a child process), of which the GUI thread "
+          f"{gui_cpu:.1f} s ({gui_cpu / run_wall:.0%})")
+    print(f"RSS (GUI process): start {rss0:.0f} MiB, peak {rss_peak[0]:.0f} MiB, "
+          f"end {rss_mib():.0f} MiB")
     rows = {t: tab.model.rowCount() for t, tab in window.device_tabs.items()}
     print(f"device tabs: {len(rows)}, rows held: {sum(rows.values()):,} "
           f"(+{window.malicious_model.rowCount():,} malicious view)")
