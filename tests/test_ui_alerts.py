@@ -101,3 +101,31 @@ def test_real_policy_gives_one_popup_per_cooldown(center):
     assert len(center.popups) == 1
     (popup,) = center.popups.values()
     assert popup.updates == 1 and "camera" in popup.title.text()
+
+
+def test_close_to_tray_hides_and_alerts_go_to_the_tray(qtbot, tmp_path):
+    from PyQt5.QtCore import QSettings
+
+    from jixiaoan.ui.monitor import MonitorWindow, ui_settings
+
+    QSettings.setPath(QSettings.NativeFormat, QSettings.UserScope, str(tmp_path / "qs"))
+    ui_settings().setValue("close_to_tray", True)
+    window = MonitorWindow(Config())
+    qtbot.addWidget(window)
+    messages = []
+
+    class Tray(QSystemTrayIcon):
+        def isVisible(self):  # noqa: N802 - offscreen Qt has no tray to show it in
+            return True
+
+        def showMessage(self, title, body, *args):  # noqa: N802
+            messages.append(title)
+
+    window.tray = window.alerts.tray = Tray(icons.app_icon())
+    window.show()
+    window.close()
+    assert not window.isVisible() and not window._quitting  # still watching, in the tray
+    window.alerts.handle(alert_event(DEVICES[0]))
+    assert messages[-1] == "Attack traffic on camera"
+    window.quit()
+    assert window._quitting
