@@ -98,7 +98,7 @@ def attack_then_benign(tmp_path_factory) -> tuple[Path, int]:
     return path, written
 
 
-def run_replay(cfg: Config, capture: Path, tmp_path: Path):
+def run_replay(cfg: Config, capture: Path, tmp_path: Path, speed: float = 2.0):
     """Replay ``capture`` at twice its pace through a session with a tight queue (one packet per
     batch, 64 batches: a worker held up by the mailer for its 3 attempts would overflow it).
     Returns the session, still running, once the replay is through; the caller stops it."""
@@ -106,7 +106,7 @@ def run_replay(cfg: Config, capture: Path, tmp_path: Path):
     found, _ = discover_devices(str(DATA / BENIGN))
     devices += [d for d in found if d.ip not in (ATTACKER, VICTIM)]
     session, _ = session_for(
-        cfg, tmp_path, replay=str(capture), speed=2.0, devices=devices, min_packets=5,
+        cfg, tmp_path, replay=str(capture), speed=speed, devices=devices, min_packets=5,
         queue_batches=64, capture_batch_packets=1,
     )
     mailer = session.alerting.mailer
@@ -143,16 +143,30 @@ def test_an_alert_during_a_replay_sends_the_e_mail(attack_then_benign, tmp_path)
 
 @pytest.mark.parametrize("server", ["down", "hanging"])
 def test_a_dead_mail_server_does_not_slow_processing_and_the_alert_is_retried(
-    attack_then_benign, tmp_path, server
+    attack_then_benign, tmp_path, server, monkeypatch
 ):
+    """Counts, not timings: the replay runs as fast as the engine goes (a blocking queue, so a
+    loaded machine cannot drop packets), and every SMTP connection must be opened by the
+    mailer's own thread, never by the thread that processes packets."""
+    import smtplib
+
+    smtp_threads: list[str] = []
+    real_connect = smtplib.SMTP.connect
+
+    def recording_connect(self, *args, **kwargs):
+        smtp_threads.append(threading.current_thread().name)
+        return real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(smtplib.SMTP, "connect", recording_connect)
     capture, total = attack_then_benign
     hung = HangingServer() if server == "hanging" else None
     port = hung.port if hung else free_port()  # nothing listens on a fresh free port
     try:
-        session = run_replay(mail_config(port), capture, tmp_path)
+        session = run_replay(mail_config(port), capture, tmp_path, speed=0)
         try:
             status = session.status()
             assert wait_for(lambda: session.mail_stats().attempts >= 2, 30)
+            worker = session.worker._thread.name
         finally:
             session.stop()
     finally:
@@ -163,3 +177,5 @@ def test_a_dead_mail_server_does_not_slow_processing_and_the_alert_is_retried(
     assert status.alerts_fired == 1
     final = session.mail_stats()
     assert final.sent == 0 and final.attempts >= 2 and final.last_error
+    assert len(smtp_threads) >= 2 and worker not in smtp_threads
+    assert all(name == smtp_threads[0] for name in smtp_threads)
