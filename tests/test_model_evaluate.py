@@ -93,4 +93,5 @@ def test_end_to_end_train_and_score_on_held_apart_files(tmp_path, data_dir):
     model.learn_many(corpus.training_data(train_idx, masks))
     m, raw = score_detector(model, corpus, test_idx, 1.0, 1)
     assert m["packets"] == sum(len(corpus.files[i]) for i in test_idx)
+    print(f"end-to-end F1 {m['f1']:.3f} (floor {F1_FLOOR})")
     assert m["f1"] >= F1_FLOOR, m
