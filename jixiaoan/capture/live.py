@@ -150,6 +150,25 @@ class LiveCapture:
                     self._qdrop_batches += 1
                     self._qdrop_packets += len(batch)
 
+    def _final_drain(self, reader, rounds: int = 256) -> None:
+        """On stop, also hand on what the kernel already holds, so a stop right after traffic
+        ends loses none of the frames that arrived before it. A ring block becomes readable
+        once the kernel retires it (batch_timeout_s at most), so this waits that long, then
+        reads whatever is ready for a bounded number of rounds."""
+        deadline = time.monotonic() + min(self.batch_timeout_s, 0.25) + 0.02
+        while (left := deadline - time.monotonic()) > 0:
+            if reader.pending:
+                self._hand_on(reader.take(self.batch_packets))
+            reader.fill(min(left, 0.02))
+            if not reader.pending:
+                time.sleep(min(max(left, 0.0), 0.005))  # the stop wake-up may end waits early
+        for _ in range(rounds):
+            if reader.pending:
+                self._hand_on(reader.take(self.batch_packets))
+            reader.fill(0.0)
+            if not reader.pending:
+                return
+
     def _run(self) -> None:
         reader = self._reader
         first_at = 0.0
@@ -170,8 +189,7 @@ class LiveCapture:
                     or now - first_at >= self.batch_timeout_s
                 ):
                     self._hand_on(reader.take(self.batch_packets))
-            if reader.pending:
-                self._hand_on(reader.take(self.batch_packets))
+            self._final_drain(reader)
         except BaseException as exc:  # noqa: BLE001 - kept for the owner, thread ends
             self.error = (exc if isinstance(exc, LiveCaptureError)
                           else LiveCaptureError(self.iface, f"capture stopped: {exc}"))
