@@ -60,6 +60,7 @@ class ESeTConfig:
     labelled_share: float = 1.0  # share of labelled packets mixed into every round
     labelled_weight: float = 0.5  # labelled packets carry at least this share of the loss
     malicious_share: float = 0.5  # share of the loss on malicious targets (0: as they come)
+    first_packet_balance: bool = False  # balance classes separately for first session packets
     exchange_share: float = 0.2  # frequency-exchanged extra samples per pseudo-label
     pool_max: int = 48_000  # unlabelled packets the rounds look at, over all rounds
     train_max: int = 32_000  # target packets per DET training call
@@ -180,7 +181,8 @@ class ESeT:
         use = [i for i, t in enumerate(pre) if (t >= 0).any()]
         epochs = total_epochs if cfg.supervised_only else cfg.pretrain_epochs
         pre_fit = {}
-        pre_w = enh.loss_weights(pre, weight, malicious_share=cfg.malicious_share)
+        groups = [f.pos == 0 for f in files] if cfg.first_packet_balance else None
+        pre_w = enh.loss_weights(pre, weight, malicious_share=cfg.malicious_share, groups=groups)
         if use:
             pre_fit = self._train(
                 [files[i] for i in use], [pre[i] for i in use],

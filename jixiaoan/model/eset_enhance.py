@@ -181,6 +181,7 @@ def loss_weights(
     labelled: list[np.ndarray] | None = None,
     labelled_share: float = 0.5,
     malicious_share: float = 0.5,
+    groups: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Per-packet loss weights: the file's weight, then (with ``labelled``) the labelled
     packets scaled up to at least ``labelled_share`` of the total weight (pseudo-labels
@@ -196,10 +197,20 @@ def loss_weights(
         if lab_w > 0 and rest > 0 and lab_w < labelled_share * (lab_w + rest):
             boost = labelled_share * rest / ((1.0 - labelled_share) * lab_w)
             w = [np.where(m, x * boost, x) for x, m in zip(w, is_lab)]
-    mal = sum(float(x[t > 0].sum()) for x, t in zip(w, targets))
-    ben = sum(float(x[t == 0].sum()) for x, t in zip(w, targets))
-    if malicious_share > 0 and mal > 0 and ben > 0:
-        total = mal + ben
-        up, down = malicious_share * total / mal, (1 - malicious_share) * total / ben
-        w = [x * np.where(t > 0, up, down) for x, t in zip(w, targets)]
+    if malicious_share <= 0:
+        return [x.astype(np.float32) for x in w]
+    if groups is None:
+        groups = [np.zeros(len(t), bool) for t in targets]
+    groups = list(groups) + [np.zeros(len(t), bool) for t in targets[len(groups) :]]
+    for g in (False, True):  # balance inside each group (e.g. first packets of sessions)
+        sel = [gr == g for gr in groups]
+        mal = sum(float(x[(t > 0) & s_].sum()) for x, t, s_ in zip(w, targets, sel))
+        ben = sum(float(x[(t == 0) & s_].sum()) for x, t, s_ in zip(w, targets, sel))
+        if mal > 0 and ben > 0:
+            total = mal + ben
+            up, down = malicious_share * total / mal, (1 - malicious_share) * total / ben
+            w = [
+                np.where(s_, x * np.where(t > 0, up, down), x)
+                for x, t, s_ in zip(w, targets, sel)
+            ]
     return [x.astype(np.float32) for x in w]

@@ -124,8 +124,9 @@ def run_rounds(
         w_arr = np.asarray(weights, dtype=np.float64)
         targets = enh.sample_blocks(targets, files, w_arr, cfg.train_max, rng)
         keep_files = [i for i, t in enumerate(targets) if (t >= 0).any()]
+        groups = [f.pos == 0 for f in files] if cfg.first_packet_balance else None
         loss_w = enh.loss_weights(
-            targets, w_arr, inp.labelled, cfg.labelled_weight, cfg.malicious_share
+            targets, w_arr, inp.labelled, cfg.labelled_weight, cfg.malicious_share, groups
         )
         if keep_files:
             fit = train(
