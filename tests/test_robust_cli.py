@@ -105,10 +105,13 @@ def test_robustness_command_end_to_end(tiny):
         assert 0.0 <= r["mmr_after"] <= 1.0
 
 
-def test_hardening_saves_a_loadable_model_and_is_reported(tiny):
+@pytest.mark.parametrize("search", [False, True])
+def test_hardening_saves_a_loadable_model_and_is_reported(tiny, search):
     tmp_path, labels = tiny
-    res = _run(tmp_path, labels, "--harden", str(tmp_path / "hard"), "--search", "grey")
+    extra = ["--harden-search"] if search else []
+    res = _run(tmp_path, labels, "--harden", str(tmp_path / "hard"), "--search", "grey", *extra)
     info = res["hardening"]
+    assert info["mutation"] == ("search" if search else "random")
     assert info["fgsm_labelled_malicious"] > 0 and info["mutated_labelled_malicious"] > 0
     hard = ESeT.load(tmp_path / "hard")
     base = ESeT.load(tmp_path / "model")

@@ -91,6 +91,8 @@ def add_robustness_parser(subparsers) -> None:
     s.add_argument("--harden", default=None, metavar="DIR",
                    help="first fine-tune the model adversarially (robust_harden) on the train "
                         "split, save it to DIR and attack that one")
+    s.add_argument("--harden-search", action="store_true",
+                   help="harden on swarm-searched (grey-box) mutations instead of random ones")
     s.set_defaults(func=cmd_robustness)
 
 
@@ -100,7 +102,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         args.labels, args.model, [float(e) for e in args.eps.split(",")],
         parse_budgets(args.budgets), [s for s in args.search.split(",") if s],
         args.max_files, args.max_packets, args.particles, args.iterations, args.seed,
-        args.cache_dir, args.fgsm_mode, args.harden, args.fgsm_max_packets,
+        args.cache_dir, args.fgsm_mode, args.harden, args.fgsm_max_packets, args.harden_search,
     )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
@@ -183,6 +185,19 @@ def _mimic(corpus, train_idx, root: Path, seed: int) -> tuple[MimicSet, np.ndarr
     return build_mimic(feats, payloads, seed=seed), ai
 
 
+def _search_mutator(corpus, train_idx, root: Path, seed: int, particles=5, iterations=4):
+    """Grey-box swarm search as a mutation function for ``robust_harden.harden`` (the
+    attacker's mimic set, from train files only)."""
+    mimic, _ = _mimic(corpus, train_idx, root, seed + 7)
+    objective = grey_box_objective(mimic)
+
+    def mutate(frames, headers, malicious, budget, _payloads):
+        return pso_search(frames, headers, malicious, budget, objective, mimic, particles,
+                          iterations, seed, config=corpus.config).mutated
+
+    return mutate
+
+
 def _rescored(det, feats_before, truth_before, feats_after, truth_after, base):
     """Attack effect: F1 etc. over the whole test split (attacked files replaced, the others
     clean); PDR and detected-share drop over the attacked files' malicious packets only."""
@@ -207,7 +222,7 @@ def _rescored(det, feats_before, truth_before, feats_after, truth_after, base):
 def run_robustness(
     labels_csv, model_dir, eps_values, budgets, searches, max_files=40, max_packets=1500,
     particles=10, iterations=10, seed=0, cache_dir=None, fgsm_mode="relative", harden_dir=None,
-    fgsm_max_packets=0,
+    fgsm_max_packets=0, harden_search=False,
 ) -> dict:
     """Everything behind the command; returns the JSON-ready result."""
     from jixiaoan.model.baselines import KitNETDetector
@@ -222,8 +237,10 @@ def run_robustness(
     if harden_dir:
         from jixiaoan.model.robust_harden import harden
 
-        hardening = harden(model, corpus, train_idx, Path(labels_csv).resolve().parent,
-                           seed=seed, max_packets=max_packets)
+        root = Path(labels_csv).resolve().parent
+        fn = _search_mutator(corpus, train_idx, root, seed) if harden_search else None
+        hardening = harden(model, corpus, train_idx, root, seed=seed, max_packets=max_packets,
+                           mutate_fn=fn)
         model.save(harden_dir, {"hardening": hardening,
                                 "hardened_from": str(Path(model_dir).resolve())})
         print(f"hardened in {hardening['seconds']:.0f} s, saved to {harden_dir}")

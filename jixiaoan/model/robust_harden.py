@@ -67,8 +67,13 @@ def harden(
     lr: float = 5e-4,
     seed: int = 0,
     max_packets: int = 1500,
+    mutate_fn=None,
 ) -> dict:
-    """Fine-tune ``model.det`` in place (see the module docstring); returns a summary."""
+    """Fine-tune ``model.det`` in place (see the module docstring); returns a summary.
+
+    ``mutate_fn(frames, headers, malicious, budget, payloads) -> Mutated`` replaces the random
+    mutation (e.g. a swarm search against a grey-box objective: adversarial training proper).
+    """
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     labels = [corpus.labels(i)[:max_packets] for i in train_idx]
@@ -98,8 +103,11 @@ def harden(
         headers, _ = extract(fr, corpus.config)
         n_flows = len(malicious_flows(flow_index(headers), mal))
         for budget in budgets:
-            params = random_params(n_flows, budget, rng)
-            m = mutate_capture(fr, headers, mal, params, budget, benign_pay)
+            if mutate_fn is not None:
+                m = mutate_fn(fr, headers, mal, budget, benign_pay)
+            else:
+                params = random_params(n_flows, budget, rng)
+                m = mutate_capture(fr, headers, mal, params, budget, benign_pay)
             fb2 = extract(m.frames, corpus.config)[1]
             src = m.template
             tgt = np.where(masks[k][src], labels[k][src], IGNORE).astype(np.int64)
@@ -118,6 +126,7 @@ def harden(
     model.det.eval()
     model.reset()
     return {
+        "mutation": "random" if mutate_fn is None else "search",
         "epochs": epochs, "lr": lr, "eps": eps, "budgets": [b.label() for b in budgets],
         "mutated_labelled_malicious": n_mut, "fgsm_labelled_malicious": n_fgsm,
         "loss": fit.get("loss"), "seconds": time.perf_counter() - t0,
