@@ -52,6 +52,7 @@ def test_budgets_never_exceeded(data_dir, name, budget):
     orig = frames.ts[mal]
     if orig.max() > orig.min():
         assert (t.max() - t.min()) <= budget.l_t * (orig.max() - orig.min()) * (1 + 1e-9)
+        assert m.duration_ratio == pytest.approx((t.max() - t.min()) / (orig.max() - orig.min()))
     assert not m.malicious[m.origin >= 0][~mal[m.origin[m.origin >= 0]]].any()
 
 

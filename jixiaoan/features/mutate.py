@@ -318,7 +318,7 @@ def mutate_capture(
     wl = np.concatenate([frames.wire_len.astype(np.int64) + pads, [len(f) for f in c_frames]])
     batch.wire_len = wl[final].astype(np.uint32)
     is_mal = np.concatenate([mal, np.ones(len(c_frames), bool)])[final]
-    span = all_ts[is_mal]
+    span = all_ts[final][is_mal]
     ratio = float((span.max() - span.min()) / dur) if dur > 0 and len(span) else 1.0
     padded = np.concatenate([pads, np.zeros(len(c_frames), np.int64)])[final]
     return Mutated(batch, origin, template, is_mal, padded, n_mal, ratio)
