@@ -1,1 +1,1 @@
-"""Capture stage: capture files and live adapters in, batches of raw frames and parsed headers out."""
+"""Capture stage: capture files and live adapters in; raw frame batches and parsed headers out."""

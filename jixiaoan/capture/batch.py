@@ -184,7 +184,10 @@ class HeaderBatch:
     def concat(batches: list[HeaderBatch]) -> HeaderBatch:
         """Join batches in order."""
         return HeaderBatch(
-            **{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(HeaderBatch)}
+            **{
+                f.name: np.concatenate([getattr(b, f.name) for b in batches])
+                for f in fields(HeaderBatch)
+            }
         )
 
     def protocol_names(self) -> np.ndarray:

@@ -67,7 +67,10 @@ class FeatureBatch:
     def concat(batches: list[FeatureBatch]) -> FeatureBatch:
         """Join batches in order (their session ids must come from one extractor)."""
         return FeatureBatch(
-            **{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(FeatureBatch)}
+            **{
+                f.name: np.concatenate([getattr(b, f.name) for b in batches])
+                for f in fields(FeatureBatch)
+            }
         )
 
     def save(self, path: str) -> None:
