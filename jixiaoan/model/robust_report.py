@@ -110,12 +110,14 @@ def plot_robustness(result: dict, path: str | Path) -> None:
             by = {r["budget"]: r["detectors"][det] for r in sel}
             if not by:
                 continue
+            by = {b: e.get("attacked_files", e) for b, e in by.items()}
             first = next(iter(by.values()))
             f1 = [first["before"]["f1"]] + [by[b]["after"]["f1"] for b in budgets if b in by]
             pdr = [0.0] + [100 * by[b]["pdr"] for b in budgets if b in by]
             axes[1].plot(x[: len(f1)], f1, "o-", label=f"{det} / {search}-box search")
             axes[2].plot(x[: len(pdr)], pdr, "o-", label=f"{det} / {search}-box search")
-    for ax, ylabel, title in ((axes[1], "F1", "F1 under mutation"), (axes[2], "PDR (%)", "PDR")):
+    panels = ((axes[1], "F1", "F1 on the attacked captures"), (axes[2], "PDR (%)", "PDR"))
+    for ax, ylabel, title in panels:
         ax.set_xticks(x, ["none", *budgets], fontsize=7)
         ax.set_xlabel("budget")
         ax.set_ylabel(ylabel)
