@@ -103,6 +103,10 @@ def test_robustness_command_end_to_end(tiny):
         # originals re-read from the pcaps score exactly as the corpus features did
         assert r["detectors"]["eset"]["before"]["f1"] == pytest.approx(res["clean"]["f1"])
         assert 0.0 <= r["mmr_after"] <= 1.0
+        orig = r["detectors"]["eset"]["original_packets_only"]
+        assert orig["after"]["tp"] + orig["after"]["fn"] == r["detectors"]["eset"][
+            "attacked_files"]["before"]["tp"] + r["detectors"]["eset"]["attacked_files"][
+            "before"]["fn"]  # the original malicious packets, crafted ones left out
 
 
 @pytest.mark.parametrize("search", [False, True])

@@ -198,7 +198,7 @@ def _search_mutator(corpus, train_idx, root: Path, seed: int, particles=5, itera
     return mutate
 
 
-def _rescored(det, feats_before, truth_before, feats_after, truth_after, base):
+def _rescored(det, feats_before, truth_before, feats_after, truth_after, base, kept=None):
     """Attack effect: F1 etc. over the whole test split (attacked files replaced, the others
     clean); PDR and detected-share drop over the attacked files' malicious packets only."""
     sb, pb = _scores(det, feats_before)
@@ -213,10 +213,16 @@ def _rescored(det, feats_before, truth_before, feats_after, truth_after, base):
         np.concatenate(truth_before), np.concatenate(sb), np.concatenate(pb),
         np.concatenate(truth_after), np.concatenate(sa), np.concatenate(pa),
     )
+    extra = {}
+    if kept is not None:  # the mutated captures' original packets only (crafted ones left out)
+        k = np.concatenate(kept)
+        extra["original_packets_only"] = attack_effect(
+            np.concatenate(truth_before), np.concatenate(sb), np.concatenate(pb),
+            np.concatenate(truth_after) & k, np.concatenate(sa), np.concatenate(pa))
     moved = ("pdr", "detected_drop", "mean_malicious_prob_before", "mean_malicious_prob_after",
              "detected_share_before", "detected_share_after")
     return {"before": whole["before"], "after": whole["after"],
-            **{k: attacked[k] for k in moved}, "attacked_files": attacked}
+            **{k: attacked[k] for k in moved}, "attacked_files": attacked, **extra}
 
 
 def run_robustness(
@@ -292,7 +298,7 @@ def run_robustness(
         for budget in budgets:
             for search in searches:
                 t1 = time.perf_counter()
-                after_f, after_y, used_c, used_t, mmr_b, mmr_a = [], [], [], [], [], []
+                after_f, after_y, used_c, used_t, mmr_b, mmr_a, kept = [], [], [], [], [], [], []
                 for j, (name, fr, headers, fb, y) in enumerate(originals):
                     res = pso_search(fr, headers, y, budget, objectives[search], mimic,
                                      particles, iterations, seed + j, config=model.feature_config)
@@ -303,13 +309,14 @@ def run_robustness(
                     y2 = np.concatenate([packet_labels(rows_by_name[name], p[1]) for p in parts])
                     after_f.append(fb2)
                     after_y.append(y2)
+                    kept.append(res.mutated.origin >= 0)  # pcap order = mutated order
                     used_c.append(res.mutated.crafted_ratio)
                     used_t.append(res.mutated.duration_ratio)
                     mmr_b.append(mimic.distance(fb.take(np.flatnonzero(y))))
                     mmr_a.append(mimic.distance(fb2.take(np.flatnonzero(y2))))
                 befores = [o[3] for o in originals]
                 ys = [o[4] for o in originals]
-                effects = {n: _rescored(d, befores, ys, after_f, after_y, base[n])
+                effects = {n: _rescored(d, befores, ys, after_f, after_y, base[n], kept)
                            for n, d in dets.items()}
                 row = {
                     "budget": budget.label(), "l_c": budget.l_c, "l_t": budget.l_t,

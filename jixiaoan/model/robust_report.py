@@ -3,7 +3,8 @@
 - PDR (malicious probability drop rate): ``1 - mean(p_after) / mean(p_before)`` over the
   malicious packets (after: the perturbed/mutated malicious packets, crafted ones included);
   ``detected_drop``: the same relative drop of the share of malicious packets detected.
-  Negative values mean the attack made the traffic look *more* malicious.
+  Negative values mean the attack made the traffic look *more* malicious. ``PDR orig``: the
+  same with the crafted packets left out (the mutated captures' original packets only).
 - MMR (mimic match rate, defined in ``features.mutate_search``): share of mutated malicious
   packets whose nearest benign-mimic distance is within the mimic radius.
 - accuracy / precision / recall / F1 over the test packets, malicious = positive
@@ -70,7 +71,7 @@ def format_traffic(rows: list[dict]) -> str:
     """Table of the traffic-space attacks: one line per (budget, search target, detector)."""
     head = (
         f"{'budget':<16}{'search':<8}{'detector':<9}{'f1 before':>10}{'f1 after':>9}"
-        f"{'rec after':>10}{'MMR':>7}{'PDR':>8}{'det.drop':>9}"
+        f"{'rec after':>10}{'MMR':>7}{'PDR':>8}{'det.drop':>9}{'PDR orig':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -80,6 +81,7 @@ def format_traffic(rows: list[dict]) -> str:
                 f"{eff['after']['f1']:>9.4f}{eff['after']['recall']:>10.4f}"
                 f"{r['mmr_after']:>7.3f}{100 * eff['pdr']:>7.2f}%"
                 f"{100 * eff['detected_drop']:>8.2f}%"
+                f"{100 * eff.get('original_packets_only', {}).get('pdr', float('nan')):>8.2f}%"
             )
     return "\n".join(lines)
 
