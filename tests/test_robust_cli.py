@@ -40,6 +40,15 @@ def test_pdr_and_detected_drop():
     assert eff["before"]["f1"] == 1.0 and eff["after"]["recall"] == 0.5
 
 
+def test_cli_module_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, jixiaoan.model.robust_cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_parse_budgets():
     b = parse_budgets("0.2:2,0.5:5")
     assert [(x.l_c, x.l_t) for x in b] == [(0.2, 2.0), (0.5, 5.0)]
