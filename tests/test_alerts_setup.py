@@ -9,8 +9,9 @@ from aiosmtpd.controller import Controller
 
 from jixiaoan.alerts.scripted import scripted_batch
 from jixiaoan.alerts.setup import Alerting, mail_configured
-from jixiaoan.config import Config, PasswordStore
+from jixiaoan.config import Config
 from jixiaoan.engine.batch import Device
+from jixiaoan.passwords import PasswordStore
 
 
 class Collector:

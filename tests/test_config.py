@@ -9,15 +9,13 @@ import pytest
 
 from jixiaoan import config as cfgmod
 from jixiaoan.config import (
-    KEYRING_SERVICE,
-    PASSWORD_ENV,
     Config,
-    PasswordStore,
     default_config_path,
     load_config,
     normalize_mac,
     save_config,
 )
+from jixiaoan.passwords import KEYRING_SERVICE, PASSWORD_ENV, PasswordStore
 
 
 def test_missing_file_gives_defaults_without_problems(tmp_path):

@@ -14,7 +14,8 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
 from PyQt5.QtCore import QSettings  # noqa: E402
 
-from jixiaoan.config import Config, PasswordStore, load_config  # noqa: E402
+from jixiaoan.config import Config, load_config  # noqa: E402
+from jixiaoan.passwords import PasswordStore  # noqa: E402
 from jixiaoan.ui.settings import SettingsDialog  # noqa: E402
 
 

@@ -12,8 +12,9 @@ import logging
 from jixiaoan.alerts.mailer import EmailAlerter
 from jixiaoan.alerts.policy import AlertEvent, AlertMonitor, AlertPolicy
 from jixiaoan.alerts.rates import RateTracker
-from jixiaoan.config import Config, PasswordStore
+from jixiaoan.config import Config
 from jixiaoan.engine.batch import ClassifiedBatch
+from jixiaoan.passwords import PasswordStore
 
 log = logging.getLogger(__name__)
 

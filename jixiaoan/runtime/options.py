@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from jixiaoan.config import Config, PasswordStore
+from jixiaoan.config import Config
 from jixiaoan.engine.batch import Device
 from jixiaoan.model.verdict import Detector
+from jixiaoan.passwords import PasswordStore
 
 MiB = 1024 * 1024
 

@@ -26,10 +26,10 @@ from PyQt5.QtWidgets import (
 from jixiaoan.config import (
     SMTP_SECURITY_CHOICES,
     Config,
-    PasswordStore,
     is_email_address,
     save_config,
 )
+from jixiaoan.passwords import PasswordStore
 from jixiaoan.ui.monitor import ui_settings
 
 
