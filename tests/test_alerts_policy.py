@@ -151,3 +151,14 @@ def test_policy_validation_and_settings():
 
     p = AlertPolicy.from_settings(Settings())
     assert (p.threshold, p.clear_threshold, p.min_packets, p.cooldown_s) == (0.7, 0.7, 4, 12.0)
+
+
+def test_evaluating_before_any_packet_is_quiet_and_warning_free():
+    import warnings
+
+    monitor = make(threshold=0.5, min_packets=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NaN from -inf - -inf would raise here
+        assert monitor.evaluate() == []
+        assert monitor.evaluate(now=5.0) == []
+    assert monitor.alerts_fired == 0

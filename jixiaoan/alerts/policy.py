@@ -150,6 +150,8 @@ class AlertMonitor:
         """Apply the policy to every device at ``now`` (default: the latest capture time),
         deliver the events to the callbacks and return them."""
         snap = self.tracker.snapshot(now)
+        if not math.isfinite(snap.now):  # no packet seen yet: nothing to judge
+            return []
         with self._lock:
             policy = self.policy
             n = len(snap)
