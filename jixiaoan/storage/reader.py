@@ -190,6 +190,19 @@ class StoreReader:
         )
         return [PacketRow(*r) for r in rows]
 
+    def malicious_between(
+        self, table: str | Device, after: int, before: int | None = None, limit: int = 10_000
+    ) -> list[PacketRow]:
+        """Malicious rows (``IsBad = 1``) with ``after < Index < before``, in index order, at
+        most ``limit`` (the all-malicious view catches up through gaps it did not fetch)."""
+        upper = (1 << 62) if before is None else int(before)
+        rows = self._conn().execute(
+            f'SELECT {_ROW_COLUMNS} FROM {self._table(table)} WHERE "Index" > ? AND "Index" < ?'
+            ' AND "IsBad" = 1 ORDER BY "Index" LIMIT ?',
+            (int(after), upper, int(limit)),
+        )
+        return [PacketRow(*r) for r in rows]
+
     def row(self, table: str | Device, index: int) -> PacketRow | None:
         """One row with its captured bytes, None when absent."""
         r = (

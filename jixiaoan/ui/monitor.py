@@ -160,7 +160,7 @@ class MonitorWindow(QMainWindow):
             if tp.rows or tp.reset:
                 tab.view.add_rows(tp.rows, reset=tp.reset)
             label = tab.info.name or tab.info.ip or tab.info.mac
-            for r in tp.rows:
+            for r in tp.malicious:
                 if r.is_bad == 1:
                     key = (r.time, r.source, r.dest, r.length)
                     if key not in seen:

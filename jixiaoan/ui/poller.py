@@ -64,6 +64,7 @@ class TablePoll:
     rows: list[ViewRow]
     skipped: int  # rows that were added but not fetched (the view was too far behind)
     reset: bool  # rows replace the view's contents (it fell behind by more than a window)
+    malicious: list[ViewRow] = field(default_factory=list)  # every new malicious row, gaps too
 
 
 @dataclass
@@ -164,6 +165,7 @@ class StorePoller(QObject):
     def _poll_table(self, reader: StoreReader, dev: DeviceInfo) -> TablePoll:
         table = dev.table_name
         last = self._last.get(table)
+        gap: list[PacketRow] = []
         if last is None:  # first sight: the newest window only
             rows = reader.latest(table, self.window)
             skipped = max(0, dev.rows_total - len(rows))
@@ -174,12 +176,17 @@ class StorePoller(QObject):
             if len(rows) > self.window:  # too far behind: jump to the newest window
                 newest = reader.latest(table, self.window)
                 skipped = max(0, newest[0].index - rows[0].index) if newest else 0
+                if newest:  # the malicious rows of the skipped stretch are still shown
+                    gap = reader.malicious_between(table, last, newest[0].index, self.window)
                 rows, reset = newest, True
         if rows:
             self._last[table] = rows[-1].index
         elif last is None:
             self._last[table] = 0
-        return TablePoll(dev, compact(rows, self._strings), skipped, reset)
+        fresh = gap + [r for r in rows if r.is_bad == 1]
+        return TablePoll(
+            dev, compact(rows, self._strings), skipped, reset, compact(fresh, self._strings)
+        )
 
 
 class PollerThread:

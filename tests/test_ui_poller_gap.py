@@ -1,0 +1,39 @@
+"""The all-malicious view never loses malicious packets when a device table outruns a tick."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jixiaoan.engine.batch import Device
+from jixiaoan.storage.store import PacketStore
+from jixiaoan.storage.synthetic import synthetic_batch
+from jixiaoan.ui.poller import StorePoller
+
+DEVICE = Device(mac="02:00:00:00:00:01", ip="192.168.137.10", name="camera")
+
+
+def _write(store: PacketStore, n: int, t0: float, bad_at: list[int]) -> None:
+    batch = synthetic_batch(n, [DEVICE], t0, np.random.default_rng(0))
+    batch.is_bad[:] = 0
+    batch.is_bad[bad_at] = 1
+    store.submit(batch)
+    store.flush()
+
+
+def test_malicious_rows_in_a_skipped_stretch_still_reach_the_poll(tmp_path, qapp):
+    db = tmp_path / "gap.db"
+    store = PacketStore(db, retention_rows=None, blocking=True)
+    store.register_device(DEVICE)
+    try:
+        _write(store, 5, 100.0, [])
+        poller = StorePoller(db, window=10)
+        first = poller.poll_once().tables[0]
+        assert len(first.rows) == 5 and first.malicious == []
+        # 100 new rows: far more than the window of 10; malicious ones early in the stretch
+        _write(store, 100, 200.0, [3, 40, 95])
+        tick = poller.poll_once().tables[0]
+        assert tick.reset and tick.skipped == 90 and len(tick.rows) == 10
+        assert [r.index for r in tick.malicious] == [5 + 4, 5 + 41, 5 + 96]
+        assert all(r.is_bad == 1 for r in tick.malicious)
+    finally:
+        store.close()
