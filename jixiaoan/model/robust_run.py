@@ -185,13 +185,13 @@ def run_robustness(
     truth = [t[:max_packets] for t in truth]
     clean = tuple([x[:max_packets] for x in part] for part in clean)
     clean_m = binary_metrics(np.concatenate(truth), np.concatenate(clean[1]))
-    print(f"traffic attacks: clean f1 {clean_m['f1']:.4f} on {clean_m['packets']} packets")
     t_fgsm = time.perf_counter() - t0
     head = {"model": str(harden_dir or model_dir), "hardening": hardening,
             "model_metrics": getattr(model, "card_data", {}).get("metrics"), "split": split,
             "fgsm": fgsm}
     if not budgets or not searches or max_files <= 0:
         return {**head, "traffic": {"rows": []}, "seconds": {"fgsm": t_fgsm, "total": t_fgsm}}
+    print(f"traffic attacks: clean f1 {clean_m['f1']:.4f} on {clean_m['packets']} packets")
     # KitNET alone, for contrast (the model's own KitNET, threshold on train labels)
     kit = KitNETDetector(seed=seed, kitnet=model.kitnet)
     masks = labelled_split([corpus.labels(i) for i in train_idx], 0.10, seed)
