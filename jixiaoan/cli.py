@@ -162,10 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=lambda a, c=(name == "analyze"): cmd_run_capture(a, c))
 
     from jixiaoan.lab.cli import add_lab_parser
+    from jixiaoan.model.robust_cli import add_robustness_parser
     from jixiaoan.runtime.cli import add_monitor_parser
 
     add_monitor_parser(sub)
     add_lab_parser(sub)
+    add_robustness_parser(sub)
 
     s = sub.add_parser("train", help="train ESeT on labelled captures")
     s.add_argument("--labels", required=True, help="labels.csv (corpus format)")
