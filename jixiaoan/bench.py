@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jixiaoan.capture.batch import FrameBatch, HeaderBatch
+from jixiaoan.capture.batch import CaptureError, FrameBatch, HeaderBatch
 from jixiaoan.capture.parse import parse_headers
 from jixiaoan.capture.pcapfile import read_capture
 from jixiaoan.capture.pcapwriter import PcapWriter
@@ -35,7 +35,7 @@ def build_capture(path: str, n_packets: int) -> int:
             files += sorted(p for p in folder.rglob("*") if p.suffix in (".pcap", ".pcapng"))
     if not files:
         raise RuntimeError("no capture found to build the benchmark capture from")
-    written, offset = 0, 0.0
+    written, offset = 0, 1.7e9  # times start in 2023, increasing file after file
     with PcapWriter(path, linktype=1) as out:
         while written < n_packets:
             before = written
@@ -46,12 +46,12 @@ def build_capture(path: str, n_packets: int) -> int:
                         if not keep.any():
                             break
                         frames = frames.take(keep)
-                        ts = frames.ts - frames.ts[0] + offset
-                        frames.ts = ts
-                        offset = float(ts[-1]) + 0.001
+                        rel = np.nan_to_num(frames.ts - np.nanmin(frames.ts))
+                        frames.ts = offset + np.minimum(rel, 60.0)  # no hour-long gaps
+                        offset = float(frames.ts.max()) + 0.001
                         out.write(frames)
                         written += len(frames)
-                except Exception:  # noqa: BLE001 - damaged corpus files are simply skipped
+                except CaptureError:  # damaged corpus files add the packets before the damage
                     continue
                 if written >= n_packets:
                     break
