@@ -29,8 +29,9 @@ def apply_retention(
     retention_age_s: float | None,
     now: float,
 ) -> int:
-    """Keep at most ``retention_rows`` newest rows per device and drop rows captured before
-    ``now - retention_age_s``; one transaction; returns the number of rows deleted."""
+    """Keep at most ``retention_rows`` (at least 1) newest rows per device and drop rows
+    captured before ``now - retention_age_s``, except each table's newest row (so row indices
+    never restart); one transaction; returns the number of rows deleted."""
     if retention_rows is None and retention_age_s is None:
         return 0
     deleted = 0
@@ -39,7 +40,8 @@ def apply_retention(
         tables = conn.execute("SELECT table_name, rows_total FROM devices").fetchall()
         for table, total in tables:
             ident = checked_table(table)
-            excess = total - int(retention_rows) if retention_rows is not None else 0
+            keep = max(1, int(retention_rows)) if retention_rows is not None else 0
+            excess = total - keep if retention_rows is not None else 0
             if excess > 0:  # walks only the rows to delete, from the oldest end
                 row = conn.execute(
                     f'SELECT "Index" FROM {ident} ORDER BY "Index" LIMIT 1 OFFSET ?',
@@ -48,8 +50,10 @@ def apply_retention(
                 if row is not None:
                     deleted += _delete(conn, table, 'WHERE "Index" <= ?', (row[0],))
             if retention_age_s is not None:
-                cutoff = now - retention_age_s
-                deleted += _delete(conn, table, 'WHERE "Time" < ?', (cutoff,))
+                cutoff = now - retention_age_s  # the newest row stays: indices keep growing
+                newest = f'(SELECT MAX("Index") FROM {ident})'
+                where = f'WHERE "Time" < ? AND "Index" < {newest}'
+                deleted += _delete(conn, table, where, (cutoff,))
     except BaseException:
         conn.execute("ROLLBACK")
         raise
