@@ -103,25 +103,40 @@ def _print_summary(result, classify: bool) -> None:
         print("IsBad is NULL (not yet classified): run `jixiaoan analyze` to classify.")
 
 
+def _research(run):
+    """Run a train/evaluate/adapt step; bad labels, captures or models become user errors."""
+    from jixiaoan.capture.batch import CaptureError
+
+    try:
+        return run()
+    except (ValueError, OSError, CaptureError) as exc:  # LabelsError, ModelFileError included
+        raise UserError(str(exc)) from exc
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from jixiaoan.model import commands
 
-    commands.train(args.labels, args.labelled_fraction, args.out, seed=args.seed)
+    _research(lambda: commands.train(args.labels, args.labelled_fraction, args.out, seed=args.seed))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from jixiaoan.model import commands
 
-    fractions = [float(f) for f in args.fractions.split(",")] if args.fractions else None
+    try:
+        fractions = [float(f) for f in args.fractions.split(",")] if args.fractions else None
+    except ValueError:
+        raise UserError(f"--fractions {args.fractions!r}: give numbers like 0.01,0.1") from None
     methods = args.methods.split(",") if args.methods else None
-    commands.evaluate(
-        args.labels,
-        model_dir=args.model,
-        methods=methods,
-        fractions=fractions,
-        json_out=args.json,
-        png_dir=args.png_dir,
+    _research(
+        lambda: commands.evaluate(
+            args.labels,
+            model_dir=args.model,
+            methods=methods,
+            fractions=fractions,
+            json_out=args.json,
+            png_dir=args.png_dir,
+        )
     )
     return 0
 
@@ -129,8 +144,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from jixiaoan.model import commands
 
-    commands.adapt(
-        args.model, _check_capture(args.capture), args.until, args.out, labels_csv=args.labels
+    capture = _check_capture(args.capture)
+    _research(
+        lambda: commands.adapt(args.model, capture, args.until, args.out, labels_csv=args.labels)
     )
     return 0
 

@@ -46,6 +46,16 @@ def split_corpus(corpus: Corpus) -> tuple[np.ndarray, np.ndarray, dict]:
     return train_idx, test_idx, info
 
 
+def _require_both_sides(train_idx: np.ndarray, test_idx: np.ndarray, labels_csv) -> None:
+    """A clear error when the file-disjoint split leaves a side empty (too few files)."""
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise ValueError(
+            f"{labels_csv}: the file-disjoint split needs files on both sides (got "
+            f"{len(train_idx)} train, {len(test_idx)} test); list more captures, e.g. one per "
+            "phase, or score a trained model on it with --model"
+        )
+
+
 def _pick(m: dict) -> dict:
     return {k: m[k] for k in METRIC_KEYS}
 
@@ -66,6 +76,7 @@ def train(
     for w in corpus.warnings:
         print(f"warning: {w}")
     train_idx, test_idx, split = split_corpus(corpus)
+    _require_both_sides(train_idx, test_idx, labels_csv)
     cfg = replace(config or ESeTConfig(), seed=seed)
     masks = labelled_split([corpus.labels(i) for i in train_idx], fraction, seed)
     data = corpus.training_data(train_idx, masks)
@@ -151,6 +162,7 @@ def evaluate(
         print(format_table([(Path(model_dir).name or "model", m)]))
         _write(json_out, result)
         return result
+    _require_both_sides(train_idx, test_idx, labels_csv)
     cfg = replace(config or ESeTConfig(), seed=seed)
     result = {
         "labels_csv": str(Path(labels_csv).resolve()),
