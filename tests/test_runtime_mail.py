@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 from pathlib import Path
 
@@ -17,16 +16,11 @@ from jixiaoan.capture.pcapwriter import PcapWriter
 from jixiaoan.config import Config
 from jixiaoan.engine.batch import Device
 from jixiaoan.engine.offline import discover_devices
+from tests.test_alerts_mailer import SilentServer, free_port
 from tests.test_runtime_live import ATTACK, ATTACKER, DATA, VICTIM, session_for, wait_for
 
 BENIGN = "zeek/wikipedia.pcap"
 RECIPIENT = "admin@example.org"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Inbox:
@@ -41,36 +35,6 @@ class Inbox:
 
     def messages(self):
         return [email.message_from_bytes(r, policy=email.policy.default) for r in self.raw]
-
-
-class HangingServer:
-    """Accepts connections and never answers (a hung mail server)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for conn in self.accepted:
-            conn.close()
-        self.sock.close()
 
 
 def mail_config(port: int) -> Config:
@@ -159,7 +123,7 @@ def test_a_dead_mail_server_does_not_slow_processing_and_the_alert_is_retried(
 
     monkeypatch.setattr(smtplib.SMTP, "connect", recording_connect)
     capture, total = attack_then_benign
-    hung = HangingServer() if server == "hanging" else None
+    hung = SilentServer() if server == "hanging" else None
     port = hung.port if hung else free_port()  # nothing listens on a fresh free port
     try:
         session = run_replay(mail_config(port), capture, tmp_path, speed=0)
