@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from jixiaoan.features.batch import PAD_INDEX, FeatureBatch
-from jixiaoan.model.baselines import (
-    HEADER_FIELDS,
-    ClassicBaseline,
-    KitNETDetector,
-    classic_features,
-    header_fields,
-)
+from jixiaoan.model.baselines import ClassicBaseline, KitNETDetector
+from jixiaoan.model.classic_features import HEADER_FIELDS, classic_features, header_fields
 from jixiaoan.model.verdict import Detector, TrainingData
 
 NB = 64
