@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from test_features_afterimage_reference import ReferenceAfterImage
 
+from jixiaoan.capture import synthetic
 from jixiaoan.capture.batch import HeaderBatch
 from jixiaoan.capture.parse import empty_headers, parse_headers
 from jixiaoan.capture.pcapfile import read_capture
@@ -187,25 +188,7 @@ def test_expiry_threshold_changes_features_less_than_tolerance() -> None:
 
 def syn_flood(n: int, sockets: int, seed: int = 5) -> HeaderBatch:
     """Spoofed sources -> one server port, each source/socket seen about n/sockets times."""
-    rng = np.random.default_rng(seed)
-    h = empty_headers(n)
-    h.ts[:] = 1.7e9 + np.arange(n) * 1e-4
-    h.length[:] = 60
-    h.ip_version[:] = 4
-    h.ip_proto[:] = 6
-    h.proto[:] = 4
-    h.tcp_flags[:] = 0x02
-    src = rng.integers(0, sockets, n)
-    h.src_ip[:, 10:12] = 255
-    h.src_ip[:, 12] = 10
-    h.src_ip[:, 13:16] = np.stack([(src >> 16) & 255, (src >> 8) & 255, src & 255], 1)
-    h.dst_ip[:, 10:12] = 255
-    h.dst_ip[:, 12:16] = [192, 168, 1, 10]
-    h.sport[:] = 1024 + (src % 60000)
-    h.dport[:] = 80
-    h.src_mac[:] = 0x020000000001
-    h.dst_mac[:] = 0x020000000002
-    return h
+    return synthetic.syn_flood(n, sockets, seed)
 
 
 def test_bounded_state_under_syn_flood() -> None:

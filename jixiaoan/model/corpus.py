@@ -119,7 +119,8 @@ def file_sha1(path: Path) -> str:
 # modules of those stages that never touch feature extraction (editing them keeps the cache)
 NOT_EXTRACTION = frozenset(
     {"mutate.py", "mutate_search.py", "live.py", "live_linux.py", "replay.py", "queues.py",
-     "scan.py", "discovery.py", "interfaces.py", "throughput.py", "pcapwriter.py"}
+     "scan.py", "discovery.py", "interfaces.py", "throughput.py", "pcapwriter.py",
+     "synthetic.py"}
 )
 
 
