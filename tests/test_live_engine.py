@@ -200,3 +200,40 @@ def test_overload_keeps_the_queue_bounded_and_counts_the_drops():
     assert w.received == q.enqueued_packets == w.classified
     total_bytes = sent * 1000
     assert peak - base < total_bytes / 8  # far less than what went through (~205 MB)
+
+
+class HeldQueue:
+    """Hands out one batch, then holds the worker's next ``get`` (its coalescing wait) until
+    released: the moment a batch has left the queue but is not processed yet."""
+
+    def __init__(self, batch: FrameBatch) -> None:
+        import threading
+
+        self.batch, self.finished = batch, False
+        self.waiting, self.release = threading.Event(), threading.Event()
+
+    def get(self, timeout: float | None = None) -> FrameBatch | None:
+        if self.batch is not None:
+            batch, self.batch = self.batch, None
+            return batch
+        self.waiting.set()
+        self.release.wait(30)
+        self.finished = True
+        return None
+
+
+def test_a_batch_counts_as_received_as_soon_as_it_leaves_the_queue():
+    """Otherwise 'queue empty and received == classified' (a replay's end) would hold while a
+    batch waits in the worker for company, and its verdicts would be missed."""
+    q = HeldQueue(synthetic_batch(7))
+    worker = InferenceWorker(CountingEngine(), q, [], max_wait_s=0.05)
+    worker.start()
+    try:
+        assert q.waiting.wait(30)
+        c = worker.counters()
+        assert (c.received, c.classified) == (7, 0)
+    finally:
+        q.release.set()
+        worker.stop()
+    c = worker.counters()
+    assert (c.received, c.classified) == (7, 7)

@@ -140,6 +140,9 @@ class InferenceWorker:
                 break
             if self._stopping.is_set() or getattr(self.queue, "finished", False):
                 return None
+        # a batch counts as received the moment it leaves the queue, so "queue empty and
+        # received == classified" never holds while a batch waits here for company
+        self._count_received(first)
         group, n = [first], len(first)
         deadline = time.monotonic() + self._wait_budget(first)
         while n < self.max_batch_packets:
@@ -149,12 +152,15 @@ class InferenceWorker:
                 if left <= 0 or self._stopping.is_set() or getattr(self.queue, "finished", False):
                     break
                 continue
+            self._count_received(nxt)
             group.append(nxt)
             n += len(nxt)
-        with self._lock:
-            self._counts["received"] += n
-            self._counts["received_batches"] += len(group)
         return group
+
+    def _count_received(self, batch: FrameBatch) -> None:
+        with self._lock:
+            self._counts["received"] += len(batch)
+            self._counts["received_batches"] += 1
 
     def _wait_budget(self, first: FrameBatch) -> float:
         """How long to wait for more batches: ``max_wait_s`` counted from the capture time of
