@@ -363,3 +363,15 @@ def test_explicit_link_type_overrides_frames(tmp_path: Path) -> None:
     with PcapWriter(empty):
         pass
     assert len(read_all(empty)) == 0
+
+
+def test_read_head_returns_exactly_the_first_frames(data_dir):
+    from jixiaoan.capture.batch import FrameBatch
+    from jixiaoan.capture.pcapfile import read_capture, read_head
+
+    path = data_dir / "zeek/wikipedia.pcap"
+    whole = FrameBatch.concat(list(read_capture(path)))
+    head = read_head(path, 10)
+    assert len(head) == 10
+    assert [head.frame(i) for i in range(10)] == [whole.frame(i) for i in range(10)]
+    assert len(read_head(path, 10_000)) == len(whole)

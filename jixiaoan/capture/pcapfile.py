@@ -351,6 +351,18 @@ def _packet_interface(chunks: _Chunks, pos: int, section: _Section) -> int:
     return struct.unpack_from(fmt, chunks.buf[pos + 8 : pos + 12].tobytes())[0]
 
 
+def read_head(path: str | os.PathLike[str], max_packets: int) -> FrameBatch:
+    """The first ``max_packets`` frames of a capture as one batch (reads no further)."""
+    batches, count = [], 0
+    for batch in read_capture(path):
+        batches.append(batch)
+        count += len(batch)
+        if count >= max_packets:
+            break
+    frames = FrameBatch.concat(batches)
+    return frames.take(slice(0, max_packets)) if len(frames) > max_packets else frames
+
+
 @dataclass
 class CaptureSummary:
     """Packet count, byte count, time span and link types of a capture."""

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jixiaoan.capture.batch import FrameBatch
-from jixiaoan.capture.pcapfile import read_capture
+from jixiaoan.capture.pcapfile import read_head
 from jixiaoan.features.mutate import Budget, FlowParams, flow_index, malicious_flows, mutate_capture
 from jixiaoan.features.mutate_search import extract, payloads_of
 from jixiaoan.model.corpus import Corpus, file_weights
@@ -31,17 +30,6 @@ from jixiaoan.model.det_train import train_det
 from jixiaoan.model.robust_fgsm import fgsm_perturb
 
 IGNORE = -1
-
-
-def _frames(path: Path, max_packets: int) -> FrameBatch:
-    batches, count = [], 0
-    for b in read_capture(path):
-        batches.append(b)
-        count += len(b)
-        if count >= max_packets:
-            break
-    fr = FrameBatch.concat(batches)
-    return fr.take(slice(0, max_packets)) if len(fr) > max_packets else fr
 
 
 def random_params(n_flows: int, budget: Budget, rng, max_len: int = 400) -> FlowParams:
@@ -89,7 +77,7 @@ def harden(
             files.append(fb)
             targets.append(tgt)
         if corpus.files[i].family == "benign" and len(benign_pay) < 200 and rng.random() < 0.2:
-            fr = _frames(root / corpus.files[i].name, 200)
+            fr = read_head(root / corpus.files[i].name, 200)
             benign_pay += payloads_of(fr, extract(fr)[0], 10)
     n_mut = n_fgsm = 0
     for k, i in enumerate(train_idx):
@@ -97,7 +85,7 @@ def harden(
         if not lab_mal.any():
             continue
         mal = corpus.files[i].malicious[:max_packets]
-        fr = _frames(root / corpus.files[i].name, max_packets)
+        fr = read_head(root / corpus.files[i].name, max_packets)
         if len(fr) != len(mal):
             continue
         headers, _ = extract(fr, corpus.config)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jixiaoan.capture.batch import FrameBatch
-from jixiaoan.capture.pcapfile import read_capture
+from jixiaoan.capture.pcapfile import read_head
 from jixiaoan.capture.pcapwriter import write_pcap
 from jixiaoan.features.extractor import extract_capture
 from jixiaoan.features.labels import packet_labels
@@ -36,17 +35,6 @@ from jixiaoan.model.robust_report import (
 
 def _head(fb, n):
     return fb.take(slice(0, n)) if len(fb) > n else fb
-
-
-def _read_frames(path: Path, max_packets: int) -> FrameBatch:
-    batches, count = [], 0
-    for b in read_capture(path):
-        batches.append(b)
-        count += len(b)
-        if count >= max_packets:
-            break
-    fr = FrameBatch.concat(batches)
-    return fr.take(slice(0, max_packets)) if len(fr) > max_packets else fr
 
 
 def _scores(det, files):
@@ -99,7 +87,7 @@ def _mimic(corpus, train_idx, root: Path, seed: int) -> tuple[MimicSet, np.ndarr
     feats = [corpus.files[i].features.take(slice(0, 400)) for i in benign]
     payloads: list[bytes] = []
     for i in rng.permutation(benign)[:30]:
-        fr = _read_frames(root / corpus.files[i].name, 400)
+        fr = read_head(root / corpus.files[i].name, 400)
         payloads += payloads_of(fr, extract(fr)[0], 20)
     ai = np.vstack([f.afterimage for f in feats])
     if len(ai) > 20000:
@@ -212,7 +200,7 @@ def run_robustness(
     originals = []
     for k in attacked:
         name = corpus.files[test_idx[k]].name
-        fr = _read_frames(root / name, max_packets)
+        fr = read_head(root / name, max_packets)
         headers, fb = extract(fr, model.feature_config)
         originals.append((name, fr, headers, fb, packet_labels(rows_by_name[name], headers)))
     traffic_rows = []
