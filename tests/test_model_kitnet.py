@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from jixiaoan.model.kitnet import KitNET, correlation_distance, hidden_size, map_features
+from jixiaoan.model.kitnet import KitNET, hidden_size
+from jixiaoan.model.kitnet_mapper import correlation_distance, map_features
 from jixiaoan.model.persist import ModelFileError, load_model_dir, save_model_dir
 
 FAST = {"threads": 1, "min_steps": 150, "batch_size": 512}
