@@ -35,7 +35,7 @@ from jixiaoan.runtime.discovery import LiveDiscovery
 from jixiaoan.runtime.engine_setup import load_model, warm_up_frames
 from jixiaoan.runtime.latency import LatencyRecorder
 from jixiaoan.runtime.options import MonitorOptions, alert_config
-from jixiaoan.runtime.status import DeviceStatus, MonitorStatus
+from jixiaoan.runtime.status import MonitorStatus, device_rows
 from jixiaoan.runtime.store_process import ProcessStore
 from jixiaoan.storage.store import PacketStore, StoreError
 
@@ -365,22 +365,7 @@ class MonitorSession:
         q, w, s = self.queue.counters(), self.worker.counters(), self.store.counters()
         mail = self.mail_stats()
         snap = self.alerting.tracker.snapshot(self._capture_now())
-        devices = list(self.engine.devices)
-        rows = []
-        for i in range(min(len(snap), len(devices))):
-            rows.append(
-                DeviceStatus(
-                    index=i,
-                    device=devices[i],
-                    packets_per_s=float(snap.packets_per_s[i]),
-                    window_packets=int(snap.window_packets[i]),
-                    window_share=float(snap.window_share[i]),
-                    total_packets=int(snap.total_packets[i]),
-                    total_share=float(snap.total_share[i]),
-                )
-            )
-        for i in range(len(rows), len(devices)):
-            rows.append(DeviceStatus(i, devices[i], 0.0, 0, 0.0, 0, 0.0))
+        rows = device_rows(snap, list(self.engine.devices))
         errors = [e for e in (w.last_error, s.last_error) if e]
         src_error = getattr(self.source, "error", None)
         if src_error is not None:

@@ -91,3 +91,23 @@ class MonitorStatus:
         if len(self.devices) > max_devices:
             parts.append(f"+{len(self.devices) - max_devices} more")
         return "  ".join(parts)
+
+
+def device_rows(snap, devices: list[Device]) -> list[DeviceStatus]:
+    """One DeviceStatus per watched device from a RateTracker snapshot (zeros for devices the
+    tracker has not seen yet)."""
+    rows = [
+        DeviceStatus(
+            index=i,
+            device=devices[i],
+            packets_per_s=float(snap.packets_per_s[i]),
+            window_packets=int(snap.window_packets[i]),
+            window_share=float(snap.window_share[i]),
+            total_packets=int(snap.total_packets[i]),
+            total_share=float(snap.total_share[i]),
+        )
+        for i in range(min(len(snap), len(devices)))
+    ]
+    unseen = range(len(rows), len(devices))
+    rows += [DeviceStatus(i, devices[i], 0.0, 0, 0.0, 0, 0.0) for i in unseen]
+    return rows
