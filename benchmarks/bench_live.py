@@ -3,7 +3,8 @@
 Usage (root, iproute2 and tcpreplay installed):
   .venv/bin/python benchmarks/bench_live.py [--mbps 50 500] [--pps 100000] [--topspeed]
       [--capture FILE] [--packets N] [--model DIR | --no-model] [--buffer-mb 32]
-      [--max-devices 64] [--store-thread] [--json OUT]
+      [--max-devices 64] [--store-thread] [--max-wait-ms MS] [--capture-timeout-ms MS]
+      [--no-capacity] [--json OUT]
 
 Without rate options it runs --mbps 50 500 --pps 100000 --topspeed. Without --capture a pcap
 of N real Ethernet frames is built from ../shared/datasets (or tests/data). The shipped model
@@ -36,14 +37,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="watch the capture's N most active local hosts")
     p.add_argument("--store-thread", action="store_true",
                    help="keep the store in the monitor's process (default: a child process)")
+    p.add_argument("--max-wait-ms", type=float,
+                   help="worker coalescing wait (default: MonitorOptions.max_wait_s)")
+    p.add_argument("--capture-timeout-ms", type=float,
+                   help="capture batch / ring block timeout (default: the MonitorOptions one)")
+    p.add_argument("--no-capacity", action="store_true", help="skip the no-network run")
     p.add_argument("--json")
     a = p.parse_args(argv)
+    tuning = {}
+    if a.max_wait_ms is not None:
+        tuning["max_wait_s"] = a.max_wait_ms / 1000
+    if a.capture_timeout_ms is not None:
+        tuning["capture_batch_timeout_s"] = a.capture_timeout_ms / 1000
     rates = [f"mbps={x:g}" for x in a.mbps] + [f"pps={x:g}" for x in a.pps]
     rates += ["top"] if a.topspeed else []
     model = None if a.no_model else (a.model or "auto")
     runs = run_live_bench(
         rates or DEFAULT_RATES, a.capture, a.packets, model, a.buffer_mb, a.max_devices,
-        not a.store_thread,
+        not a.store_thread, tuning=tuning, capacity=not a.no_capacity,
     )
     if a.json:
         Path(a.json).write_text(json.dumps(as_dicts(runs), indent=2) + "\n")

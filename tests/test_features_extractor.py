@@ -110,3 +110,19 @@ def test_empty_batch_keeps_the_stream_going(data_dir):
     after = extractor.transform(frames, headers)
     np.testing.assert_array_equal(after.session, whole.session)
     np.testing.assert_array_equal(after.freq, whole.freq)
+
+
+def test_sessions_only_matches_the_full_transform(data_dir):
+    """The model-less path tracks exactly the sessions the full transform does."""
+    from jixiaoan.capture.parse import parse_headers
+    from jixiaoan.capture.pcapfile import read_capture
+
+    for path in capture_paths(data_dir)[:6]:
+        full, lean = FeatureExtractor(), FeatureExtractor()
+        for frames in read_capture(str(path), batch_size=37):
+            headers = parse_headers(frames)
+            a, b = full.transform(frames, headers), lean.transform_sessions(frames, headers)
+            np.testing.assert_array_equal(b.session, a.session)
+            np.testing.assert_array_equal(b.pos, a.pos)
+            np.testing.assert_array_equal(b.ts, a.ts)
+            assert b.byte_idx.shape == (len(frames), 0) and b.afterimage.shape[1] == 0

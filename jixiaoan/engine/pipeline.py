@@ -22,9 +22,10 @@ from jixiaoan.model.verdict import Detector
 class Engine:
     """Turns FrameBatches into ClassifiedBatches for a fixed list of watched devices.
 
-    Without a detector every packet is stored as unclassified (``is_bad`` -1), never guessed.
-    Features are computed for every packet, watched or not: session context and the
-    AfterImage statistics need the whole stream.
+    Without a detector every packet is stored as unclassified (``is_bad`` -1), never guessed,
+    and only sessions are tracked (nothing reads the other features). With one, features are
+    computed for every packet, watched or not: session context and the AfterImage statistics
+    need the whole stream.
     """
 
     def __init__(
@@ -51,7 +52,10 @@ class Engine:
     def process(self, frames: FrameBatch) -> ClassifiedBatch:
         """Parse, extract features, classify and attribute one batch."""
         headers = parse_headers(frames)
-        features = self.extractor.transform(frames, headers)
+        if self.detector is None:
+            features = self.extractor.transform_sessions(frames, headers)
+        else:
+            features = self.extractor.transform(frames, headers)
         self.last_features = features
         n = len(headers)
         src_dev, dst_dev = self.index.attribute(headers)

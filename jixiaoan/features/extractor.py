@@ -69,6 +69,26 @@ class FeatureExtractor:
             ts=headers.ts.astype(np.float64, copy=True),
         )
 
+    def transform_sessions(self, frames: FrameBatch, headers: HeaderBatch) -> FeatureBatch:
+        """Session ids and positions only (no byte, frequency or AfterImage columns: width 0).
+
+        For a pipeline without a model, where nothing reads the other features; mixing it
+        with ``transform`` on one extractor leaves the skipped features without that history.
+        """
+        if len(frames) != len(headers):
+            raise ValueError(f"{len(frames)} frames but {len(headers)} header rows")
+        assigned = self.sessions.assign_full(headers)
+        self.last_forward = assigned.forward
+        n = len(headers)
+        return FeatureBatch(
+            byte_idx=np.zeros((n, 0), np.uint16),
+            freq=np.zeros((n, 0), np.float32),
+            afterimage=np.zeros((n, 0), np.float32),
+            session=assigned.session,
+            pos=assigned.pos,
+            ts=headers.ts.astype(np.float64, copy=True),
+        )
+
 
 def extract_capture(
     path: str | os.PathLike[str],

@@ -45,6 +45,7 @@ class DETConfig:
     n_classes: int = 2
     freq_mask: tuple[float, ...] | None = None  # 0/1 per frequency bin; None = all ones
     max_pos: int = 32  # positions >= max_pos share the last positional embedding
+    byte_dropout: float = 0.0  # training only: share of real bytes replaced by 0x00
 
     @property
     def context(self) -> int:

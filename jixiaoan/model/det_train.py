@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as nnf
 
-from jixiaoan.features.batch import FeatureBatch
+from jixiaoan.features.batch import PAD_INDEX, FeatureBatch
 from jixiaoan.model.det import DET, session_order
 
 PIECE_LEN = 64
@@ -74,9 +74,14 @@ def _pieces(rank: np.ndarray, piece_len: int, context: int) -> tuple[np.ndarray,
     return ctx_start, loss_start, ends
 
 
-def _tensors(tok: SessionTokens, idx: np.ndarray, local_rank: np.ndarray):
+def _tensors(tok: SessionTokens, idx: np.ndarray, local_rank: np.ndarray,
+             byte_dropout: float = 0.0, rng: np.random.Generator | None = None):
+    byte_idx = tok.byte_idx[idx].astype(np.int64)
+    if byte_dropout > 0 and rng is not None:
+        drop = (rng.random(byte_idx.shape, dtype=np.float32) < byte_dropout)
+        byte_idx[drop & (byte_idx != PAD_INDEX)] = 0
     return (
-        torch.from_numpy(tok.byte_idx[idx].astype(np.int64)),
+        torch.from_numpy(byte_idx),
         torch.from_numpy(tok.freq[idx]),
         torch.from_numpy(tok.pos[idx].astype(np.int64)),
         torch.from_numpy(local_rank.astype(np.int64)),
@@ -161,7 +166,7 @@ def _epochs(model, tok, y_all, w_all, pieces, epochs, lr, rng, batch_tokens, pro
             w = w_all[idx] * is_loss * (y >= 0)
             if w.sum() <= 0:
                 continue
-            logits = model(*_tensors(tok, idx, local))
+            logits = model(*_tensors(tok, idx, local, model.cfg.byte_dropout, rng))
             sel = torch.from_numpy(np.flatnonzero(w > 0))
             ce = nnf.cross_entropy(logits[sel], torch.from_numpy(y[sel.numpy()]), reduction="none")
             wt = torch.from_numpy(w[sel.numpy()])

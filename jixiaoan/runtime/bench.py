@@ -155,12 +155,14 @@ def replay_capacity(capture: Path, devices, model_dir: str | None, tmp: Path,
 
 
 def run_rate(pair, capture: Path, rate: str, devices, model_dir: str | None, tmp: Path,
-             packets: int, buffer_mb: float, store_process: bool = True) -> LiveRun:
-    """One MonitorSession on ``pair`` end 0 while tcpreplay sends ``capture`` from end 1."""
+             packets: int, buffer_mb: float, store_process: bool = True,
+             tuning: dict | None = None) -> LiveRun:
+    """One MonitorSession on ``pair`` end 0 while tcpreplay sends ``capture`` from end 1.
+    ``tuning`` overrides MonitorOptions fields (e.g. ``max_wait_s``)."""
     opts = MonitorOptions(
         iface=pair.ifaces[0], devices=devices, db_path=str(tmp / f"{rate}.sqlite3"),
         model_dir=model_dir, capture_buffer_bytes=int(buffer_mb * 1024 * 1024),
-        store_process=store_process,
+        store_process=store_process, **(tuning or {}),
     )
     session = MonitorSession(Config(), opts)
     with pair.entered(0):
@@ -205,12 +207,15 @@ def run_live_bench(
     max_devices: int = 64,
     store_process: bool = True,
     out: Callable[[str], None] = print,
+    tuning: dict | None = None,
+    capacity: bool = True,
 ) -> list[LiveRun]:
     """Run every rate (``mbps=X``, ``pps=X``, ``top``) and print a line each. ``model_dir``
     "auto" uses the shipped model when models/default exists, else none. The watched devices
     are the capture's ``max_devices`` most active local hosts (each stored packet costs a row
     per watched end, so this sets the store's load). ``store_process`` False keeps the store in
-the monitor's process (for comparison)."""
+the monitor's process (for comparison); ``tuning`` overrides MonitorOptions fields of the live
+runs; ``capacity`` False skips the no-network capacity run."""
     problem = netlab_problem() or (None if shutil.which("tcpreplay") else "tcpreplay missing")
     if problem:
         raise RuntimeError(f"live benchmark impossible here: {problem}")
@@ -228,14 +233,17 @@ the monitor's process (for comparison)."""
         where = "child process" if store_process else "monitor process"
         out(f"model: {model_dir or 'none (packets stored unclassified)'}; "
             f"{len(devices)} watched devices; store in the {where}; capture {path}")
-        n, pps = replay_capacity(path, devices, model_dir, tmp, store_process)
-        out(f"pipeline capacity (file replayed as fast as it goes, no network): "
-            f"{n:,} packets, {pps:,.0f} pkt/s end to end")
+        if tuning:
+            out(f"tuning: {tuning}")
+        if capacity:
+            n, pps = replay_capacity(path, devices, model_dir, tmp, store_process)
+            out(f"pipeline capacity (file replayed as fast as it goes, no network): "
+                f"{n:,} packets, {pps:,.0f} pkt/s end to end")
         runs = []
         with veth_pair() as pair:
             for rate in rates:
                 run = run_rate(pair, path, rate, devices, model_dir, tmp, packets, buffer_mb,
-                               store_process)
+                               store_process, tuning)
                 out(run.line())
                 runs.append(run)
         return runs
