@@ -70,3 +70,27 @@ def test_discovery_on_real_capture(data_dir):
         disc.observe(parse_headers(frames))
     ips = {d.ip for d in disc.devices()}
     assert "192.168.0.11" in ips  # the scanner of tests/data/labels.csv
+
+
+def test_ip_lookup_matches_a_plain_scan_and_the_first_device_wins():
+    """Many devices known by IP only (v4 and v6, one address listed twice): every packet gets
+    the first listed device with its address, as a scan of the list would give."""
+    from jixiaoan.engine.devices import _ip_words
+
+    rng = np.random.default_rng(3)
+    v4 = [f"10.0.0.{rng.integers(1, 40)}" for _ in range(60)]
+    v6 = [f"fd00::{rng.integers(1, 40):x}" for _ in range(20)]
+    devices = [Device(ip=ip) for ip in dict.fromkeys(v4 + v6)]
+    devices.append(Device(ip=devices[5].ip, name="duplicate"))
+    index = DeviceIndex(devices)
+    packets = [f"10.0.0.{rng.integers(1, 60)}" for _ in range(400)]
+    packets += [f"fd00::{rng.integers(1, 60):x}" for _ in range(100)]
+    from jixiaoan.capture.batch import ip_from_str
+
+    raw = np.stack([np.frombuffer(ip_from_str(p), np.uint8) for p in packets])
+    got = index._by_ip(raw)
+    words = _ip_words(raw)
+    for row, text in enumerate(packets):
+        want = next((i for i, d in enumerate(devices) if d.ip == text), -1)
+        assert got[row] == want, (text, words[row])
+    assert (got >= 0).sum() > 100 and (got < 0).sum() > 50

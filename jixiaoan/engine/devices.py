@@ -44,6 +44,11 @@ def _ip_words(ips: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(ips).view(np.uint64).reshape(-1, 2)
 
 
+def _ip_keys(words: np.ndarray) -> np.ndarray:
+    """One sortable uint64 per (n, 2) address (a mix of both words; equal keys are checked)."""
+    return words[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ words[:, 1]
+
+
 class DeviceIndex:
     """Maps packets to indices of a fixed list of watched devices.
 
@@ -65,8 +70,11 @@ class DeviceIndex:
         order = np.argsort(np.asarray(macs, np.uint64), kind="stable")
         self._macs = np.asarray(macs, np.uint64)[order]
         self._mac_ids = np.asarray(mac_ids, np.int32)[order]
-        self._ips = _ip_words(np.asarray(ips, np.uint8).reshape(-1, 16))
-        self._ip_ids = np.asarray(ip_ids, np.int32)
+        words = _ip_words(np.asarray(ips, np.uint8).reshape(-1, 16))
+        keys = _ip_keys(words)
+        order = np.argsort(keys, kind="stable")  # equal addresses: the first device wins
+        self._ip_keys, self._ips = keys[order], words[order]
+        self._ip_ids = np.asarray(ip_ids, np.int32)[order]
 
     def __len__(self) -> int:
         return len(self.devices)
@@ -86,8 +94,14 @@ class DeviceIndex:
         if len(self._ips) == 0 or len(ip) == 0:
             return out
         words = _ip_words(ip)
-        for (hi, lo), dev in zip(self._ips, self._ip_ids):
-            out[(words[:, 1] == lo) & (words[:, 0] == hi) & (out < 0)] = dev
+        keys = _ip_keys(words)
+        pos = np.minimum(np.searchsorted(self._ip_keys, keys), len(self._ips) - 1)
+        hit = (self._ips[pos, 0] == words[:, 0]) & (self._ips[pos, 1] == words[:, 1])
+        out[hit] = self._ip_ids[pos[hit]]
+        for row in np.flatnonzero(~hit & (self._ip_keys[pos] == keys)):  # key collisions
+            same = (self._ips[:, 0] == words[row, 0]) & (self._ips[:, 1] == words[row, 1])
+            if same.any():
+                out[row] = self._ip_ids[np.flatnonzero(same)].min()
         return out
 
     def attribute(self, headers: HeaderBatch) -> tuple[np.ndarray, np.ndarray]:

@@ -22,8 +22,6 @@ from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.det import DET, session_order
 from jixiaoan.model.det_kernels import band_attention
 
-INITIAL_SLOTS = 1024
-
 
 class DETStream:
     """Stateful per-packet DET inference with bounded per-session caches.
@@ -115,19 +113,23 @@ class _ShardStream:
         self._ring = cfg.window - 1
         self._ids = np.zeros(0, dtype=np.int64)  # sorted known session ids
         self._slot_of = np.zeros(0, dtype=np.int64)  # slot of each known id
-        self._alloc(INITIAL_SLOTS)
+        self._alloc(self.max_sessions)
         self._tick = 0
 
     def _alloc(self, slots: int) -> None:
+        """Caches for ``slots`` sessions, allocated once and never zeroed: a slot's rows are
+        read only after its session wrote them, and untouched pages cost no memory, so growing
+        (copying every cache in the middle of a flood of new sessions) is never needed."""
         d, r, layers = self.model.cfg.d_model, self._ring, self.model.cfg.n_layers
         self._count = np.zeros(slots, dtype=np.int64)
         self._last_ts = np.full(slots, -np.inf)
         self._used = np.zeros(slots, dtype=np.int64)
-        self._k = [torch.zeros(slots * r, d) for _ in range(layers)]
-        self._v = [torch.zeros(slots * r, d) for _ in range(layers)]
+        self._k = [torch.empty(slots * r, d) for _ in range(layers)]
+        self._v = [torch.empty(slots * r, d) for _ in range(layers)]
         self._free = np.arange(slots - 1, -1, -1, dtype=np.int64)  # pop from the end
 
     def _grow(self, need: int) -> None:
+        """More slots than ``max_sessions``: only when one batch brings more new sessions."""
         old = len(self._count)
         new = min(max(old * 2, old + need), max(self.max_sessions, old + need))
         d, r = self.model.cfg.d_model, self._ring
@@ -136,7 +138,7 @@ class _ShardStream:
         self._used = np.concatenate([self._used, np.zeros(new - old, np.int64)])
         for store in (self._k, self._v):
             for i, t in enumerate(store):
-                store[i] = torch.cat([t, torch.zeros((new - old) * r, d)])
+                store[i] = torch.cat([t, torch.empty((new - old) * r, d)])
         self._free = np.concatenate([np.arange(new - 1, old - 1, -1), self._free])
 
     def _forget(self, drop: np.ndarray) -> None:
