@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="no replay: the probe alone for --seconds (the machine's own noise)")
     p.add_argument("--profile", action="store_true",
                    help="print where the GUI thread's handlers spend their time")
+    p.add_argument("--malicious-view", action="store_true",
+                   help="keep the all-malicious view on screen (default: the busiest device tab)")
+    p.add_argument("--handlers", action="store_true",
+                   help="time every poll/status handler (wall and thread CPU), print the longest")
     args = p.parse_args(argv)
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -91,10 +95,27 @@ def main(argv: list[str] | None = None) -> int:
             setattr(window, name, profiled(getattr(window, name)))
         window.status_timer.timeout.disconnect()
         window.status_timer.timeout.connect(window._refresh_status)
+    handler_log: list[tuple[float, str, float, float]] = []
+    if args.handlers:
+        def timed(name, fn):
+            def wrapped(*a):
+                w0, c0 = time.perf_counter(), time.thread_time()
+                try:
+                    return fn(*a)
+                finally:
+                    handler_log.append((w0, name, (time.perf_counter() - w0) * 1000,
+                                        (time.thread_time() - c0) * 1000))
+            return wrapped
+
+        for name in ("on_poll", "_refresh_status"):
+            setattr(window, name, timed(name, getattr(window, name)))
+        window.status_timer.timeout.disconnect()
+        window.status_timer.timeout.connect(window._refresh_status)
     rss0 = rss_mib()
     lateness: list[float] = []
     clock = QElapsedTimer()
     clock.start()
+    clock_zero = time.perf_counter()
     expected = [clock.nsecsElapsed()]
     probe = QTimer()
     probe.setTimerType(0)  # Qt.PreciseTimer
@@ -114,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def watch() -> None:
         rss_peak[0] = max(rss_peak[0], rss_mib())
+        if not args.malicious_view and window.device_tabs and not state.get("shown"):
+            # a user looks at one device: the busiest one seen so far is brought on screen
+            tab = max(window.device_tabs.values(), key=lambda t: t.info.rows_total)
+            t_switch = time.perf_counter()
+            window.tabs.setCurrentWidget(tab)
+            state["switch_ms"] = (time.perf_counter() - t_switch) * 1000
+            state["shown"] = tab.info.name or tab.info.ip
         st = window.controller.status()
         if st is not None:
             state["status"] = st
@@ -144,9 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     packets = st.classified if st else 0
     print(f"capture: {pcap}; GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
     print(f"model: {model or 'none'}; finished: {bool(st and st.finished)}")
+    flow = (state["t1"] or time.monotonic()) - (state["t0"] or start)
     print(f"packets classified: {packets:,} in {wall:.2f} s wall (start to finished) "
-          f"= {packets / wall if wall > 0 else 0:,.0f} pkt/s; rows stored "
+          f"= {packets / wall if wall > 0 else 0:,.0f} pkt/s; from the first packet captured "
+          f"{packets / flow if flow > 0 else 0:,.0f} pkt/s; rows stored "
           f"{st.stored_rows if st else 0:,}; drops {st.dropped if st else 0:,}")
+    switch = state.get("switch_ms")
+    print(f"on screen: {state.get('shown') or 'the all-malicious view'}"
+          + (f" (switching to it took {switch:.0f} ms)" if switch is not None else ""))
     print(f"GUI timer ({args.interval_ms} ms) lateness over {len(lat):,} ticks: "
           f"p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
           f"max {lat.max():.1f} ms, ticks late > 50 ms: {(lat > 50).sum()}")
@@ -161,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = {t: tab.model.rowCount() for t, tab in window.device_tabs.items()}
     print(f"device tabs: {len(rows)}, rows held: {sum(rows.values()):,} "
           f"(+{window.malicious_model.rowCount():,} malicious view)")
+    if handler_log:
+        walls = np.asarray([h[2] for h in handler_log])
+        print(f"handlers: {len(walls)} calls, wall p50 {np.percentile(walls, 50):.1f} ms, "
+              f"p99 {np.percentile(walls, 99):.1f} ms, max {walls.max():.1f} ms; longest "
+              "(s after start, name, wall ms / thread-CPU ms):")
+        for w0, name, ms, cpu_ms in sorted(handler_log, key=lambda h: -h[2])[:8]:
+            print(f"  {w0 - clock_zero:7.2f} {name:16s} {ms:6.1f} / {cpu_ms:6.1f}")
     if profiler is not None:
         import pstats
 

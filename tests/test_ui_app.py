@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from PyQt5.QtWidgets import QApplication  # noqa: E402
+from ui_fakes import show_each_tab  # noqa: E402
 
 import jixiaoan.capture.interfaces as interfaces  # noqa: E402
 from jixiaoan.config import Config  # noqa: E402
@@ -76,8 +77,7 @@ def test_real_replay_through_the_monitor(qtbot, tmp_path):
     expected = {d.table_name: min(d.rows_total, 5000) for d in reader.devices()}
     reader.close()
     assert expected and sum(expected.values()) > 0
-    qtbot.waitUntil(lambda: {t: tab.model.rowCount() for t, tab in window.device_tabs.items()}
-                    == expected, timeout=20_000)
+    show_each_tab(window, qtbot, expected, timeout=20_000)
     window._refresh_status()
     assert "none" in window.model_label.text()  # no model: rows unclassified, said so
     with qtbot.waitSignal(window.controller.stopped, timeout=60_000):

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from PyQt5.QtCore import Qt  # noqa: E402
-from ui_fakes import FakeSession  # noqa: E402
+from ui_fakes import FakeSession, first_tab_on_screen, show_each_tab  # noqa: E402
 
 from jixiaoan.config import Config  # noqa: E402
 from jixiaoan.runtime.options import MonitorOptions  # noqa: E402
@@ -47,16 +47,19 @@ def test_monitor_fills_from_the_store(running, qtbot):
     window, session = running
     reader = StoreReader(session.options.db_path)
     expected = {d.table_name: d.rows_total for d in reader.devices()}
-    qtbot.waitUntil(lambda: _rows(window) == expected, timeout=10_000)
+    qtbot.waitUntil(lambda: set(window.device_tabs) == set(expected), timeout=10_000)
+    # off screen: no rows fetched (the malicious ones still reach the all-malicious view)
+    bad = sum(d.rows_malicious for d in reader.devices())
+    qtbot.waitUntil(lambda: window.malicious_model.rowCount() == bad, timeout=5000)
+    assert sum(_rows(window).values()) == 0
+    tab = next(iter(window.device_tabs.values()))
+    assert tab.pps_plot is None  # charts are built when the tab is first shown
+    show_each_tab(window, qtbot, expected)
     assert sum(expected.values()) == session.written
     labels = {window.tabs.tabText(i) for i in range(window.tabs.count())}
     assert labels == {"All malicious packets", "camera", "plug"}
-    bad = sum(d.rows_malicious for d in reader.devices())
-    qtbot.waitUntil(lambda: window.malicious_model.rowCount() == bad, timeout=5000)
-    tab = next(iter(window.device_tabs.values()))
-    assert tab.pps_plot is None  # charts are built when the tab is first shown
     window.tabs.setCurrentWidget(tab)
-    assert tab.pps_plot is not None
+    qtbot.waitUntil(lambda: tab.pps_plot is not None, timeout=5000)
     assert "malicious of" in tab.total_label.text() and "now:" in tab.instant_label.text()
     window._refresh_status()
     assert "1,234 pkt/s" in window.pps_label.text()
@@ -67,8 +70,8 @@ def test_monitor_fills_from_the_store(running, qtbot):
 
 def test_malicious_rows_are_red(running, qtbot):
     window, _ = running
-    qtbot.waitUntil(lambda: sum(_rows(window).values()) > 0, timeout=10_000)
-    model = next(iter(window.device_tabs.values())).model
+    model = first_tab_on_screen(window, qtbot).model
+    qtbot.waitUntil(lambda: model.rowCount() > 0, timeout=10_000)
     seen = {0: 0, 1: 0}
     for r in range(model.rowCount()):
         row = model.row_at(r)
@@ -85,7 +88,7 @@ def test_malicious_rows_are_red(running, qtbot):
 
 def test_selection_pauses_auto_scroll(running, qtbot):
     window, _ = running
-    tab = next(iter(window.device_tabs.values()))
+    tab = first_tab_on_screen(window, qtbot)
     qtbot.waitUntil(lambda: tab.model.rowCount() > 100, timeout=10_000)
     assert tab.view.following
     tab.view.selectRow(3)
@@ -100,7 +103,7 @@ def test_selection_pauses_auto_scroll(running, qtbot):
 
 def test_double_click_shows_the_hex_dump(running, qtbot):
     window, session = running
-    tab = next(iter(window.device_tabs.values()))
+    tab = first_tab_on_screen(window, qtbot)
     qtbot.waitUntil(lambda: tab.model.rowCount() > 0, timeout=10_000)
     shown = []
     tab.view.open_dialog = lambda row, device: shown.append(window._open_dump(row, device))
@@ -127,6 +130,7 @@ def test_hex_dump_format():
 
 def test_clear_empties_the_views(running, qtbot):
     window, _ = running
+    first_tab_on_screen(window, qtbot)
     qtbot.waitUntil(lambda: sum(_rows(window).values()) > 0, timeout=10_000)
     window.clear_views()
     assert sum(_rows(window).values()) == 0 and window.malicious_model.rowCount() == 0
@@ -136,7 +140,9 @@ def test_clear_empties_the_views(running, qtbot):
 
 def test_open_capture_replaces_the_running_session(running, qtbot, tmp_path):
     window, first = running
-    qtbot.waitUntil(lambda: sum(_rows(window).values()) == first.written, timeout=10_000)
+    reader = StoreReader(first.options.db_path)
+    show_each_tab(window, qtbot, {d.table_name: d.rows_total for d in reader.devices()})
+    reader.close()
     sessions = window.controller.made
     assert window.open_capture(str(tmp_path / "other.pcap"))
     qtbot.waitUntil(lambda: len(sessions) == 2 and sessions[1].done.is_set(), timeout=20_000)
@@ -144,7 +150,11 @@ def test_open_capture_replaces_the_running_session(running, qtbot, tmp_path):
     assert first.stopped.is_set()
     assert second.options.replay.endswith("other.pcap") and second.options.speed == 0.0
     assert second.options.db_path != first.options.db_path
-    qtbot.waitUntil(lambda: sum(_rows(window).values()) == second.written, timeout=10_000)
+    reader = StoreReader(second.options.db_path)
+    expected = {d.table_name: d.rows_total for d in reader.devices()}
+    reader.close()
+    assert sum(expected.values()) == second.written
+    show_each_tab(window, qtbot, expected)
 
 
 def test_rate_history_rates_and_shares():

@@ -37,3 +37,32 @@ def test_malicious_rows_in_a_skipped_stretch_still_reach_the_poll(tmp_path, qapp
         assert all(r.is_bad == 1 for r in tick.malicious)
     finally:
         store.close()
+
+
+def test_a_table_off_screen_gives_only_its_malicious_rows(tmp_path, qapp):
+    """Off screen: no rows fetched, only the new malicious ones (newest window of them);
+    back on screen: the newest window of rows, replacing what the view held."""
+    db = tmp_path / "hidden.db"
+    store = PacketStore(db, retention_rows=None, blocking=True)
+    store.register_device(DEVICE)
+    try:
+        _write(store, 30, 100.0, [2, 29])
+        poller = StorePoller(db, window=10, shown=set())
+        first = poller.poll_once()
+        tick = first.tables[0]
+        assert tick.rows == [] and not tick.reset
+        assert [r.index for r in tick.malicious] == [30]  # only the newest window is looked at
+        assert [row.index for _label, _table, row in first.malicious] == [30]
+        _write(store, 40, 200.0, list(range(0, 40, 3)))
+        tick = poller.poll_once().tables[0]
+        assert tick.rows == []
+        assert [r.index for r in tick.malicious] == [31 + i for i in range(12, 40, 3)]
+        assert poller.poll_once().tables[0].malicious == []  # nothing new: nothing again
+        poller.show_tables([tick.device.table_name])
+        shown = poller.poll_once().tables[0]
+        assert shown.reset and [r.index for r in shown.rows] == list(range(61, 71))
+        poller.show_tables([])
+        _write(store, 3, 300.0, [1])
+        assert [r.index for r in poller.poll_once().tables[0].malicious] == [72]
+    finally:
+        store.close()

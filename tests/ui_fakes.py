@@ -82,3 +82,21 @@ class FakeSession:
         self.stopped.set()
         self._thread.join(timeout) if self._thread.is_alive() else None
         self.store.close()
+
+
+def show_each_tab(window, qtbot, expected: dict, timeout: int = 10_000) -> None:
+    """Wait for a tab per table of ``expected``, then bring each on screen in turn (only the
+    table on screen is fetched) and wait until it holds the expected number of rows."""
+    qtbot.waitUntil(lambda: set(window.device_tabs) == set(expected), timeout=timeout)
+    for table, tab in window.device_tabs.items():
+        window.tabs.setCurrentWidget(tab)
+        qtbot.waitUntil(lambda tab=tab, n=expected[table]: tab.model.rowCount() == n,
+                        timeout=timeout)
+
+
+def first_tab_on_screen(window, qtbot, timeout: int = 10_000):
+    """The first device tab, brought on screen once it exists."""
+    qtbot.waitUntil(lambda: bool(window.device_tabs), timeout=timeout)
+    tab = next(iter(window.device_tabs.values()))
+    window.tabs.setCurrentWidget(tab)
+    return tab

@@ -191,17 +191,26 @@ class StoreReader:
         return [PacketRow(*r) for r in rows]
 
     def malicious_between(
-        self, table: str | Device, after: int, before: int | None = None, limit: int = 10_000
+        self, table: str | Device, after: int, before: int | None = None, limit: int = 10_000,
+        newest: bool = False,
     ) -> list[PacketRow]:
         """Malicious rows (``IsBad = 1``) with ``after < Index < before``, in index order, at
-        most ``limit`` (the all-malicious view catches up through gaps it did not fetch)."""
+        most ``limit``: the oldest ones, or with ``newest`` the newest ones (the all-malicious
+        view catches up through stretches it did not fetch)."""
         upper = (1 << 62) if before is None else int(before)
         rows = self._conn().execute(
             f'SELECT {_ROW_COLUMNS} FROM {self._table(table)} WHERE "Index" > ? AND "Index" < ?'
-            ' AND "IsBad" = 1 ORDER BY "Index" LIMIT ?',
+            f' AND "IsBad" = 1 ORDER BY "Index" {"DESC" if newest else ""} LIMIT ?',
             (int(after), upper, int(limit)),
-        )
+        ).fetchall()
+        if newest:
+            rows.reverse()
         return [PacketRow(*r) for r in rows]
+
+    def max_index(self, table: str | Device) -> int:
+        """The newest row's ``Index`` (0 for an empty table)."""
+        row = self._conn().execute(f'SELECT max("Index") FROM {self._table(table)}').fetchone()
+        return int(row[0] or 0)
 
     def row(self, table: str | Device, index: int) -> PacketRow | None:
         """One row with its captured bytes, None when absent."""

@@ -50,7 +50,7 @@ def model_for(cfg) -> str | None:
     return str(bundled) if bundled else None
 
 
-GUI_SWITCH_INTERVAL_S = 0.005
+GUI_SWITCH_INTERVAL_S = 0.001
 
 
 def tune_interpreter() -> None:

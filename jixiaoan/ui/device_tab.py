@@ -6,7 +6,7 @@ from collections import deque
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt5.QtCore import Qt
+from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from jixiaoan.storage.store import DeviceInfo
@@ -141,7 +141,8 @@ class DeviceTab(QWidget):
         self.redraw_charts()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
-        self.ensure_charts()
+        if self.pps_plot is None:  # in an event of its own: the switch itself stays short
+            QTimer.singleShot(0, self.ensure_charts)
         self.refresh_labels()
         super().showEvent(event)
 

@@ -35,6 +35,7 @@ class MonitorWindow(QMainWindow):
     """Shows what a MonitorSession writes into its store; see the package docstring."""
 
     forget_tables = pyqtSignal(object)  # to the poller: tables still without a tab
+    show_tables = pyqtSignal(object)  # to the poller: the device tables on screen
 
     def __init__(self, cfg: Config, options: Any = None,
                  controller: SessionController | None = None, config_path: str | None = None,
@@ -55,6 +56,7 @@ class MonitorWindow(QMainWindow):
         self.malicious_view.row_fetcher = self._fetch_row
         self.malicious_view.open_dialog = self._open_dump
         self.tabs.addTab(self.malicious_view, "All malicious packets")
+        self.tabs.currentChanged.connect(lambda _i: self.show_tables.emit(self._shown_tables()))
         self.device_tabs: dict[str, DeviceTab] = {}
         self.db_path: Path | None = None
         self.poller: PollerThread | None = None
@@ -121,9 +123,16 @@ class MonitorWindow(QMainWindow):
         self.detach_store()
         self.db_path = db_path
         self.reader = StoreReader(db_path)
-        self.poller = PollerThread(db_path, WINDOW_ROWS, self.poll_ms)
+        self.poller = PollerThread(db_path, WINDOW_ROWS, self.poll_ms, self._shown_tables())
         self.poller.poller.polled.connect(self.on_poll)
         self.forget_tables.connect(self.poller.poller.forget_tables)
+        self.show_tables.connect(self.poller.poller.show_tables)
+
+    def _shown_tables(self) -> list[str]:
+        """Device tables on screen: only their rows are fetched (the others' counters, charts
+        and malicious rows still are); a tab coming on screen gets its newest rows."""
+        tab = self.tabs.currentWidget()
+        return [tab.info.table_name] if isinstance(tab, DeviceTab) else []
 
     def detach_store(self) -> None:
         """Stop polling the current store."""
@@ -146,8 +155,6 @@ class MonitorWindow(QMainWindow):
             self.model_name = result.model_name
         if self.paused:
             return
-        bad: list = []
-        seen: set = set()  # a packet of two watched devices is in both tables: show it once
         new_tabs, later = 0, []
         for tp in result.tables:
             if tp.device.table_name not in self.device_tabs:
@@ -159,13 +166,10 @@ class MonitorWindow(QMainWindow):
             tab.add_sample(result.wall, tp.device)
             if tp.rows or tp.reset:
                 tab.view.add_rows(tp.rows, reset=tp.reset)
-            label = tab.info.name or tab.info.ip or tab.info.mac
-            for r in tp.malicious:
-                if r.is_bad == 1:
-                    key = (r.time, r.source, r.dest, r.length)
-                    if key not in seen:
-                        seen.add(key)
-                        bad.append((label, tp.device.table_name, r))
+        bad = result.malicious
+        if later:  # their rows (malicious ones too) come again once they have a tab
+            skip = set(later)
+            bad = [b for b in bad if b[1] not in skip]
         if bad:
             self.malicious_view.add_rows(bad)
         if later:

@@ -3,7 +3,9 @@
 The GUI thread never runs SQLite: a ``StorePoller`` lives in its own QThread, wakes on a
 QTimer, asks ``StoreReader`` for the rows added since the last tick (bounded: when a device is
 further behind than the table window, only the newest ``window`` rows are fetched) and the row
-counters, and emits one ``polled`` signal carrying a ``PollResult``.
+counters, and emits one ``polled`` signal carrying a ``PollResult``. Rows are fetched only for
+the tables on screen (``show_tables``); of the others only the new malicious rows are read
+(for the all-malicious view), and a table coming on screen gets its newest window again.
 """
 
 from __future__ import annotations
@@ -76,6 +78,25 @@ class PollResult:
     tables: list[TablePoll] = field(default_factory=list)
     model_name: str = ""
     error: str = ""
+    # every table's new malicious rows as (device label, table, row), a packet of two watched
+    # devices once, newest ``window`` only: built here so the GUI thread only shows them
+    malicious: list[tuple[str, str, ViewRow]] = field(default_factory=list)
+
+
+def malicious_rows(tables: list[TablePoll], limit: int) -> list[tuple[str, str, ViewRow]]:
+    """The tables' new malicious rows labelled with their device, each packet once (one seen
+    by two watched devices is in both tables), in table order, the last ``limit`` only."""
+    out: list[tuple[str, str, ViewRow]] = []
+    seen: set = set()
+    for tp in tables:
+        label = tp.device.name or tp.device.ip or tp.device.mac
+        for r in tp.malicious:
+            if r.is_bad == 1:
+                key = (r.time, r.source, r.dest, r.length)
+                if key not in seen:
+                    seen.add(key)
+                    out.append((label, tp.device.table_name, r))
+    return out[-limit:] if limit > 0 else out
 
 
 class StorePoller(QObject):
@@ -83,9 +104,11 @@ class StorePoller(QObject):
 
     polled = pyqtSignal(object)  # PollResult
 
-    def __init__(self, db_path: str | Path, window: int = 5000, interval_ms: int = 250) -> None:
+    def __init__(self, db_path: str | Path, window: int = 5000, interval_ms: int = 250,
+                 shown: set[str] | None = None) -> None:
         super().__init__()
         self.db_path = Path(db_path)
+        self._shown = None if shown is None else set(shown)  # None: every table is shown
         self.window = int(window)
         self.interval_ms = int(interval_ms)
         self._reader: StoreReader | None = None
@@ -121,6 +144,16 @@ class StorePoller(QObject):
         for t in tables:
             self._last.pop(t, None)
 
+    @pyqtSlot(object)
+    def show_tables(self, tables: list[str] | None) -> None:
+        """Fetch rows only for these tables from now on (None: all); one coming on screen
+        gets its newest window at the next tick."""
+        old = self._shown
+        self._shown = None if tables is None else set(tables)
+        for t in self._shown or ():
+            if old is not None and t not in old:
+                self._last.pop(t, None)
+
     @pyqtSlot()
     def skip_to_newest(self) -> None:
         """From the next tick on, only rows newer than the newest one now (after Clear)."""
@@ -155,6 +188,7 @@ class StorePoller(QObject):
                     newest = reader.latest(dev.table_name, 1)
                     self._last[dev.table_name] = newest[-1].index if newest else 0
                 result.tables.append(self._poll_table(reader, dev))
+            result.malicious = malicious_rows(result.tables, self.window)
         except (StoreError, OSError, Exception) as exc:  # noqa: BLE001 - shown, never raised
             result.error = f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
@@ -162,8 +196,20 @@ class StorePoller(QObject):
             self._reader = None
         return result
 
+    def _poll_hidden(self, reader: StoreReader, dev: DeviceInfo) -> TablePoll:
+        """A table off screen: only its new malicious rows (the newest window of them)."""
+        table = dev.table_name
+        top = reader.max_index(table)
+        last = self._last.get(table)
+        after = max(0, top - self.window) if last is None else last
+        bad = reader.malicious_between(table, after, top + 1, self.window, newest=True)
+        self._last[table] = top
+        return TablePoll(dev, [], 0, False, compact(bad, self._strings))
+
     def _poll_table(self, reader: StoreReader, dev: DeviceInfo) -> TablePoll:
         table = dev.table_name
+        if self._shown is not None and table not in self._shown:
+            return self._poll_hidden(reader, dev)
         last = self._last.get(table)
         gap: list[PacketRow] = []
         if last is None:  # first sight: the newest window only
@@ -192,10 +238,11 @@ class StorePoller(QObject):
 class PollerThread:
     """A StorePoller running on its own QThread; ``close()`` stops both."""
 
-    def __init__(self, db_path: str | Path, window: int = 5000, interval_ms: int = 250) -> None:
+    def __init__(self, db_path: str | Path, window: int = 5000, interval_ms: int = 250,
+                 shown: set[str] | None = None) -> None:
         self.thread = QThread()
         self.thread.setObjectName("store-poller")
-        self.poller = StorePoller(db_path, window, interval_ms)
+        self.poller = StorePoller(db_path, window, interval_ms, shown)
         self.poller.moveToThread(self.thread)
         self.thread.started.connect(self.poller.start)
         self.thread.start()
