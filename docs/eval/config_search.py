@@ -42,6 +42,9 @@ CONFIGS = {
     "fpb_mal03": {**FPB, "malicious_share": 0.3},
     "fpb_lw08": {**FPB, "labelled_weight": 0.8},
     "fpb_budget": {**FPB, **BUDGET},
+    "bd15": {"det": {"byte_dropout": 0.15}},
+    "bd30": {"det": {"byte_dropout": 0.30}},
+    "fpb_bd15": {**FPB, "det": {"byte_dropout": 0.15}},
 }
 METRICS = ("f1", "precision", "recall", "fpr")
 TCP_MAX_OPTIONS = 10
@@ -130,6 +133,7 @@ def main(specs: list[str]) -> None:
         row = {
             "config": tag + name, "seed": seed, "fraction": fraction, "train_s": round(secs, 1),
             "threshold": model.threshold,
+            "calibration": model.info.get("calibration", {}),
             "test": {k: round(m_test[k], 4) for k in METRICS},
             "demo": {k: round(m_demo[k], 4) for k in METRICS},
             "test_th": at_thresholds(r_test), "demo_th": at_thresholds(r_demo),
