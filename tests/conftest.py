@@ -28,3 +28,14 @@ def shared_datasets() -> Path:
     if not (SHARED_DATASETS / "labels.csv").exists():
         pytest.skip(f"optional corpus not present at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_garbage_collector():
+    """The desktop app exempts its long-lived objects from the cyclic collector
+    (``jixiaoan.ui.heap``); each test starts and ends with nothing exempt."""
+    import gc
+
+    gc.unfreeze()
+    yield
+    gc.unfreeze()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -172,3 +174,37 @@ def test_rate_history_rates_and_shares():
     assert share == pytest.approx([0.25] * 20)
     now_pps, now_share = h.instant()
     assert now_pps == pytest.approx(400.0) and now_share == pytest.approx(0.25)
+
+
+def test_the_window_exempts_its_long_lived_objects_from_collection(qtbot):
+    assert gc.get_freeze_count() == 0
+    window = MonitorWindow(Config())
+    qtbot.addWidget(window)
+    assert gc.get_freeze_count() > 1000  # Qt wrappers, modules, widgets built so far
+    window.shutdown()
+
+
+def test_a_tab_builds_its_charts_one_plot_per_event_once_shown(qtbot, monkeypatch):
+    from jixiaoan.storage.store import DeviceInfo
+    from jixiaoan.ui.device_tab import DeviceTab
+
+    info = DeviceInfo(1, "02:00:00:00:00:01", "10.0.0.1", "cam", "", "t1", None, None)
+    tab = DeviceTab(info)
+    qtbot.addWidget(tab)
+    assert tab.pps_plot is None and tab._pending_plots == []
+    steps: list[tuple[int, bool]] = []
+    step = tab._build_chart_step
+
+    def logged() -> None:
+        step()
+        steps.append((len(tab._pending_plots), tab.pps_plot is not None))
+
+    monkeypatch.setattr(tab, "_build_chart_step", logged)
+    frozen = gc.get_freeze_count()
+    tab.show()
+    assert steps == []  # showing only schedules the work
+    qtbot.waitUntil(lambda: tab.pps_plot is not None, timeout=5000)
+    assert steps == [(1, False), (2, False), (0, True)]  # a plot per event, then in place
+    assert tab.share_plot is not None
+    assert tab.pps_curve is not None and tab.share_curve is not None
+    assert gc.get_freeze_count() > frozen  # the charts' objects are exempt from collections

@@ -10,6 +10,7 @@ from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from jixiaoan.storage.store import DeviceInfo
+from jixiaoan.ui.heap import freeze_long_lived
 from jixiaoan.ui.packet_model import PacketTableModel
 from jixiaoan.ui.packet_view import PacketTableView
 
@@ -115,34 +116,60 @@ class DeviceTab(QWidget):
         layout.addWidget(self.splitter)
         self.pps_plot = self.share_plot = None
         self.pps_curve = self.share_curve = None
+        self._pending_plots: list[pg.PlotWidget] = []
+        self._charts_scheduled = False
         self.set_info(info)
 
     def ensure_charts(self) -> None:
-        """Build the two charts (on first show: pyqtgraph widgets cost tens of ms each, and a
-        capture can bring dozens of devices at once)."""
+        """Build the two charts now (normally done on first show, see ``showEvent``)."""
+        while self.pps_plot is None:
+            self._build_chart_step()
+
+    def _build_chart_step(self) -> None:
+        """One step of building the charts: a plot, or putting both in place. A pyqtgraph
+        plot costs 7-15 ms to build, twice that while the monitor keeps both cores busy, so
+        each gets an event of its own and the GUI thread never blocks for all of it."""
         if self.pps_plot is not None:
             return
+        pending = self._pending_plots
+        if len(pending) == 0:
+            pending.append(_plot("Packets per second", "pkt/s"))
+            return
+        if len(pending) == 1:
+            share = _plot("Malicious share", "share")
+            share.setYRange(0, 1, padding=0.02)
+            pending.append(share)
+            return
+        pps_plot, share_plot = pending
         charts = QWidget()
         row = QHBoxLayout(charts)
         row.setContentsMargins(0, 0, 0, 0)
-        self.pps_plot = _plot("Packets per second", "pkt/s")
-        self.share_plot = _plot("Malicious share", "share")
-        self.share_plot.setYRange(0, 1, padding=0.02)
-        self.pps_curve = self.pps_plot.plot(pen=pg.mkPen((30, 90, 200), width=2))
-        self.share_curve = self.share_plot.plot(
-            pen=pg.mkPen((200, 30, 30), width=2), connect="finite")
-        row.addWidget(self.pps_plot)
-        row.addWidget(self.share_plot)
+        self.pps_curve = pps_plot.plot(pen=pg.mkPen((30, 90, 200), width=2))
+        self.share_curve = share_plot.plot(pen=pg.mkPen((200, 30, 30), width=2),
+                                           connect="finite")
+        row.addWidget(pps_plot)
+        row.addWidget(share_plot)
         self.splitter.addWidget(charts)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
         total = max(self.splitter.height(), 400)
         self.splitter.setSizes([total * 3 // 5, total * 2 // 5])
+        self.pps_plot, self.share_plot = pps_plot, share_plot
+        self._pending_plots = []
         self.redraw_charts()
+        freeze_long_lived()
+
+    def _build_charts_later(self) -> None:
+        self._build_chart_step()
+        if self.pps_plot is None:
+            QTimer.singleShot(0, self._build_charts_later)
+        else:
+            self._charts_scheduled = False
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
-        if self.pps_plot is None:  # in an event of its own: the switch itself stays short
-            QTimer.singleShot(0, self.ensure_charts)
+        if self.pps_plot is None and not self._charts_scheduled:
+            self._charts_scheduled = True  # in events of their own: the switch stays short
+            QTimer.singleShot(0, self._build_charts_later)
         self.refresh_labels()
         super().showEvent(event)
 

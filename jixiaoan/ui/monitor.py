@@ -16,6 +16,7 @@ from jixiaoan.ui import icons
 from jixiaoan.ui.alert_popup import AlertCenter, make_tray
 from jixiaoan.ui.device_tab import DeviceTab
 from jixiaoan.ui.export import ExportDialog, ExportJob
+from jixiaoan.ui.heap import freeze_long_lived
 from jixiaoan.ui.hexdump import HexDumpDialog
 from jixiaoan.ui.packet_model import PacketTableModel
 from jixiaoan.ui.packet_view import PacketTableView
@@ -81,6 +82,7 @@ class MonitorWindow(QMainWindow):
         self.status_timer = QTimer(self)
         self.status_timer.timeout.connect(self._refresh_status)
         self.status_timer.start(1000)
+        freeze_long_lived()
 
     # ---- building -----------------------------------------------------------------------------
     def _build_toolbar(self) -> None:
@@ -174,6 +176,8 @@ class MonitorWindow(QMainWindow):
             self.malicious_view.add_rows(bad)
         if later:
             self.forget_tables.emit(later)
+        if new_tabs:
+            freeze_long_lived()  # the new tabs' widgets live as long as the window
 
     def _tab_for(self, info) -> DeviceTab:
         tab = self.device_tabs.get(info.table_name)
