@@ -153,3 +153,39 @@ def test_latency_percentiles_from_commits():
     rec.committed(103.2, 103.3, 2)
     assert rec.count == 3
     assert 0.29 < rec.percentile(99) <= 0.3001
+
+
+@pytest.mark.parametrize("store_process", [True, False], ids=["store-process", "in-process"])
+def test_a_file_replayed_as_fast_as_it_goes_loses_nothing_to_a_slow_store(tmp_path,
+                                                                          store_process):
+    """Speed 0 is an analysis of a file: when the store falls behind, the replay waits for it
+    instead of dropping rows (a paced replay drops like live capture, see above)."""
+    from jixiaoan.capture.pcapfile import read_capture
+    from jixiaoan.engine.pipeline import Engine
+
+    devices = [Device(mac="00:13:7f:4f:8e:f2"), Device(mac="f0:4d:a2:47:ba:25")]
+    expected = {}
+    for frames in read_capture(str(WIKI)):
+        batch = Engine(devices).process(frames)
+        for i, dev in enumerate(devices):
+            expected[dev.mac] = int(((batch.src_device == i) | (batch.dst_device == i)).sum())
+    assert sum(expected.values()) == 20
+    db = str(tmp_path / "f.db")
+    opts = MonitorOptions(
+        replay=str(WIKI), speed=0.0, db_path=db, store_process=store_process,
+        devices=devices, store_queue_batches=1,
+        capture_batch_packets=1, max_batch_packets=1, max_wait_s=0.0,
+    )
+    session = MonitorSession(Config(), opts).start()
+    try:
+        assert session.wait_finished(timeout=120)
+        status = session.status()
+    finally:
+        session.stop()
+    assert status.captured == status.classified == 136
+    assert status.dropped == 0
+    reader = StoreReader(db)
+    try:
+        assert {d.mac: reader.counts(d.table_name)[0] for d in reader.devices()} == expected
+    finally:
+        reader.close()

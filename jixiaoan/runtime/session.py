@@ -128,6 +128,8 @@ class MonitorSession:
             retention_age_s=age,
             queue_batches=opts.store_queue_batches,
             model_name=self.model_name,
+            # a file replayed as fast as it goes is paced by the slowest stage: nothing is lost
+            blocking=bool(opts.replay) and opts.speed <= 0,
         )
         if opts.store_process:
             try:

@@ -93,9 +93,12 @@ class ProcessStore:
         max_inflight_batches: int = 64,
         max_inflight_packets: int = 262_144,
         start_timeout_s: float = 60.0,
+        blocking: bool = False,
         **store_kwargs: Any,
     ) -> None:
         self.path = Path(path)
+        self.blocking = blocking  # submit() waits for room instead of dropping (file replays)
+        store_kwargs["blocking"] = blocking
         self.on_commit = on_commit
         self.max_inflight_batches = max_inflight_batches
         self.max_inflight_packets = max_inflight_packets
@@ -107,6 +110,7 @@ class ProcessStore:
             name="jixiaoan-store", daemon=True,
         )
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # a blocking submit() waits on it
         self._sent_sizes: list[int] = []  # packets of each batch sent and not yet taken
         self._sent = self._taken = 0
         self._dropped_batches = self._dropped_packets = 0
@@ -164,6 +168,7 @@ class ProcessStore:
                     del self._sent_sizes[:done]
                     self._taken = msg[1]
                     self._counters = msg[2]
+                    self._room.notify_all()
             elif kind == "reply":
                 with self._lock:
                     waiter = self._replies.pop(msg[1], None)
@@ -172,6 +177,7 @@ class ProcessStore:
                     waiter[0].set()
         with self._lock:
             self._dead = True
+            self._room.notify_all()
             for event, _ in self._replies.values():
                 event.set()
 
@@ -197,15 +203,20 @@ class ProcessStore:
         """Table name of ``device`` (created when new)."""
         return self._call("register", device, timeout=timeout)
 
+    def _full(self, n: int) -> bool:
+        return len(self._sent_sizes) >= self.max_inflight_batches or bool(
+            self._sent_sizes and sum(self._sent_sizes) + n > self.max_inflight_packets
+        )
+
     def submit(self, batch: ClassifiedBatch) -> bool:
-        """Send a batch to the child; False (counted as dropped) when too much is in flight."""
+        """Send a batch to the child; False (counted as dropped) when too much is in flight,
+        unless the store is ``blocking`` (a file replayed as fast as it goes): then it waits
+        for the child to take batches."""
         n = len(batch)
         with self._lock:
-            inflight = sum(self._sent_sizes)
-            full = len(self._sent_sizes) >= self.max_inflight_batches or (
-                self._sent_sizes and inflight + n > self.max_inflight_packets
-            )
-            if self._closed or self._dead or full:
+            if self.blocking:
+                self._room.wait_for(lambda: self._closed or self._dead or not self._full(n))
+            if self._closed or self._dead or self._full(n):
                 self._dropped_batches += 1
                 self._dropped_packets += n
                 return False
@@ -227,6 +238,7 @@ class ProcessStore:
             if self._closed:
                 return
             self._closed = True
+            self._room.notify_all()
         with contextlib.suppress(TimeoutError, StoreError):
             self._call("close", timeout, timeout=timeout)
         self._proc.join(timeout)
