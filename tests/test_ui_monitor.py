@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 
+import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -208,3 +209,28 @@ def test_a_tab_builds_its_charts_one_plot_per_event_once_shown(qtbot, monkeypatc
     assert tab.share_plot is not None
     assert tab.pps_curve is not None and tab.share_curve is not None
     assert gc.get_freeze_count() > frozen  # the charts' objects are exempt from collections
+
+
+def test_charts_show_the_last_minutes_on_fixed_ranges(qtbot):
+    import dataclasses
+
+    from jixiaoan.storage.store import DeviceInfo
+    from jixiaoan.ui.device_tab import HISTORY_S, DeviceTab, nice_ceiling
+
+    assert [nice_ceiling(v) for v in (0, 9, 11, 180, 190.5, 4_700, 70_000)] == [
+        10, 10, 20, 200, 500, 5_000, 100_000]
+    info = DeviceInfo(1, "02:00:00:00:00:01", "10.0.0.1", "cam", "", "t1", None, None)
+    tab = DeviceTab(info)
+    qtbot.addWidget(tab)
+    tab.ensure_charts()
+    for k in range(21):  # 1,000 packets a second for 10 s, a third of them malicious
+        info = dataclasses.replace(info, rows_total=500 * k, rows_malicious=166 * k)
+        tab.add_sample(100.0 + 0.5 * k, info)
+    tab.redraw_charts()
+    x, y = tab.pps_curve.getData()
+    assert x[-1] == 0 and x[0] == -9.5  # seconds before the newest sample
+    assert np.allclose(y, 1000)
+    (x0, x1), (y0, y1) = tab.pps_plot.viewRange()
+    assert (x0, x1) == (-HISTORY_S, 0) and (y0, y1) == (0, 2000)  # not fitted to the data
+    assert not any(tab.pps_plot.getViewBox().autoRangeEnabled())
+    assert tab.share_plot.viewRange()[0] == [-HISTORY_S, 0]

@@ -75,11 +75,25 @@ class RateHistory:
         return t[1:] - self.t0, np.nan_to_num(pps), share
 
 
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 x 10^k at or above ``value`` (with 5 % headroom), at least 10:
+    a y range that moves only when the rate changes scale."""
+    value = max(float(value) * 1.05, 10.0)
+    scale = 10.0 ** np.floor(np.log10(value))
+    return float(next(m * scale for m in (1, 2, 5, 10) if m * scale >= value))
+
+
 def _plot(title: str, y_label: str) -> pg.PlotWidget:
+    # fixed ranges (x: the last HISTORY_S seconds, y: set by redraw_charts): pyqtgraph then
+    # skips auto-ranging and reuses its drawn axes; recomputing both every second was the
+    # longest piece of GUI work while a capture streams in (tens of ms under load)
     w = pg.PlotWidget()
     w.setTitle(title, size="9pt")
     w.setLabel("left", y_label)
-    w.setLabel("bottom", "seconds")
+    w.setLabel("bottom", "seconds ago")
+    w.disableAutoRange()
+    w.setXRange(-HISTORY_S, 0, padding=0)
+    w.setYRange(0, 10, padding=0)
     w.showGrid(x=True, y=True, alpha=0.3)
     w.setMouseEnabled(x=False, y=False)
     w.setMenuEnabled(False)
@@ -118,6 +132,7 @@ class DeviceTab(QWidget):
         self.pps_curve = self.share_curve = None
         self._pending_plots: list[pg.PlotWidget] = []
         self._charts_scheduled = False
+        self._pps_top = 10.0
         self.set_info(info)
 
     def ensure_charts(self) -> None:
@@ -219,8 +234,13 @@ class DeviceTab(QWidget):
         if self.pps_curve is None:
             return
         t, pps, share = self.history.series()
-        self.pps_curve.setData(t, pps)
-        self.share_curve.setData(t, share)
+        ago = t - t[-1] if len(t) else t  # seconds before the newest sample
+        self.pps_curve.setData(ago, pps)
+        self.share_curve.setData(ago, share)
+        top = nice_ceiling(pps.max(initial=0.0))
+        if top != self._pps_top:
+            self._pps_top = top
+            self.pps_plot.setYRange(0, top, padding=0)
 
     def clear(self) -> None:
         """Empty the table and the charts."""
