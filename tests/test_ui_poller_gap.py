@@ -66,3 +66,34 @@ def test_a_table_off_screen_gives_only_its_malicious_rows(tmp_path, qapp):
         assert [r.index for r in poller.poll_once().tables[0].malicious] == [72]
     finally:
         store.close()
+
+
+def test_closing_the_poller_does_not_wait_for_a_slow_read(tmp_path, qtbot):
+    import threading
+    import time
+
+    from jixiaoan.ui import poller as poller_module
+
+    db = tmp_path / "slow.db"
+    PacketStore(db).close()
+    reading, release = threading.Event(), threading.Event()
+    results = []
+    worker = poller_module.PollerThread(db, window=10, interval_ms=10)
+    original = worker.poller.poll_once
+
+    def slow_poll():
+        reading.set()
+        release.wait(10)  # a read blocked by a busy store
+        return original()
+
+    worker.poller.poll_once = slow_poll
+    worker.poller.polled.connect(results.append)
+    assert reading.wait(10)
+    t0 = time.perf_counter()
+    worker.close(wait=False)
+    assert time.perf_counter() - t0 < 0.5  # the GUI thread is not held
+    assert worker in poller_module._RETIRED and worker.running
+    release.set()
+    qtbot.waitUntil(lambda: not worker.running, timeout=10_000)
+    qtbot.waitUntil(lambda: worker not in poller_module._RETIRED, timeout=5000)
+    assert len(results) <= 1  # the read in progress ends; no new tick starts

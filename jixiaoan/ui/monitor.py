@@ -136,10 +136,12 @@ class MonitorWindow(QMainWindow):
         tab = self.tabs.currentWidget()
         return [tab.info.table_name] if isinstance(tab, DeviceTab) else []
 
-    def detach_store(self) -> None:
-        """Stop polling the current store."""
+    def detach_store(self, wait: bool = False) -> None:
+        """Stop polling the current store (without waiting for a read in progress, unless
+        ``wait``: its late result is dropped)."""
         if self.poller is not None:
-            self.poller.close()
+            self.poller.poller.polled.disconnect(self.on_poll)
+            self.poller.close(wait=wait)
             self.poller = None
         if self.reader is not None:
             self.reader.close()
@@ -381,7 +383,7 @@ class MonitorWindow(QMainWindow):
         self._quitting = True
         self.status_timer.stop()
         self.controller.stop(wait=True)
-        self.detach_store()
+        self.detach_store(wait=True)
         self.alerts.close_all()
         if self.tray is not None:
             self.tray.hide()

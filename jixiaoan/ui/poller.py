@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from PyQt5.QtCore import QObject, QThread, QTimer, pyqtSignal, pyqtSlot
+from PyQt5.QtCore import (
+    QCoreApplication,
+    QMetaObject,
+    QObject,
+    Qt,
+    QThread,
+    QTimer,
+    pyqtSignal,
+    pyqtSlot,
+)
 
 from jixiaoan.storage.store import DeviceInfo, PacketRow, StoreError, StoreReader
 
@@ -130,12 +139,16 @@ class StorePoller(QObject):
 
     @pyqtSlot()
     def stop(self) -> None:
-        """Stop ticking and close the reader's connections."""
+        """Stop ticking and close the reader's connections; on a thread of its own, end that
+        thread too."""
         if self._timer is not None:
             self._timer.stop()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        app = QCoreApplication.instance()
+        if app is not None and self.thread() is not app.thread():
+            self.thread().quit()
 
     @pyqtSlot(object)
     def forget_tables(self, tables: list[str]) -> None:
@@ -247,11 +260,23 @@ class PollerThread:
         self.thread.started.connect(self.poller.start)
         self.thread.start()
 
-    def close(self) -> None:
-        """Stop the timer on its thread, then the thread."""
-        if self.thread.isRunning():
-            from PyQt5.QtCore import QMetaObject, Qt
-
-            QMetaObject.invokeMethod(self.poller, "stop", Qt.BlockingQueuedConnection)
-            self.thread.quit()
+    def close(self, wait: bool = True) -> None:
+        """Stop the timer and the thread. ``wait=False`` returns at once: a tick still
+        running (a read can take a while when the store is busy) finishes on its own, and
+        the thread is kept referenced until it has ended."""
+        if not self.thread.isRunning():
+            return
+        QMetaObject.invokeMethod(self.poller, "stop", Qt.QueuedConnection)  # ends the thread
+        if wait:
             self.thread.wait(5000)
+            return
+        _RETIRED.add(self)
+        self.thread.finished.connect(lambda: _RETIRED.discard(self))
+
+    @property
+    def running(self) -> bool:
+        """True until the thread has ended."""
+        return self.thread.isRunning()
+
+
+_RETIRED: set[PollerThread] = set()  # closed without waiting, thread not yet ended
