@@ -152,7 +152,7 @@ class DeviceTab(QWidget):
             return
         if len(pending) == 1:
             share = _plot("Malicious share", "share")
-            share.setYRange(0, 1, padding=0.02)
+            share.setYRange(0, 1.05, padding=0)  # a share of 1 stays visible
             pending.append(share)
             return
         pps_plot, share_plot = pending
