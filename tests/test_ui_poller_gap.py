@@ -97,3 +97,26 @@ def test_closing_the_poller_does_not_wait_for_a_slow_read(tmp_path, qtbot):
     qtbot.waitUntil(lambda: not worker.running, timeout=10_000)
     qtbot.waitUntil(lambda: worker not in poller_module._RETIRED, timeout=5000)
     assert len(results) <= 1  # the read in progress ends; no new tick starts
+
+
+def test_a_poller_on_its_qthread_keeps_one_connection(tmp_path, qtbot):
+    from jixiaoan.ui.poller import PollerThread
+
+    db = tmp_path / "one.db"
+    store = PacketStore(db, retention_rows=None, blocking=True)
+    store.register_device(DEVICE)
+    results = []
+    worker = PollerThread(db, window=10, interval_ms=5)
+    worker.poller.polled.connect(lambda r: (results.append(r), worker.poller.taken()))
+    try:
+        for k in range(10):  # the store grows while the poller ticks
+            _write(store, 20, 100.0 + k, [])
+            qtbot.wait(30)
+        qtbot.waitUntil(lambda: len(results) >= 30, timeout=10_000)
+        assert all(not r.error for r in results)
+        # one connection for all those ticks: a thread Python did not start may enter with a
+        # new thread state each time, so thread-local connections would pile up
+        assert worker.poller._reader.connections == 1
+    finally:
+        worker.close()
+        store.close()

@@ -86,31 +86,39 @@ class StoreReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[sqlite3.Connection] = []
+        # one connection per OS thread, keyed by thread id: not threading.local, whose data
+        # lives in the Python thread state, and a thread Python did not start (a QThread)
+        # may get a fresh state for each call in, which opened (and kept) a new connection
+        # on every poll, 2 MiB of page cache each
+        self._by_thread: dict[int, sqlite3.Connection] = {}
         self._tables: set[str] = set()
 
+    @property
+    def connections(self) -> int:
+        """Connections open now (one per thread that has read)."""
+        with self._lock:
+            return len(self._by_thread)
+
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        ident = threading.get_ident()
+        conn = self._by_thread.get(ident)
         if conn is None:
             if not self.path.exists():
                 raise StoreError(f"no store at {self.path}")
             uri = self.path.resolve().as_uri() + "?mode=ro"
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=5000")
-            self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                self._by_thread[ident] = conn
         return conn
 
     def close(self) -> None:
         """Close the connections of all threads."""
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._by_thread = list(self._by_thread.values()), {}
         for conn in conns:
             conn.close()
-        self._local = threading.local()
 
     def _table(self, table: str | Device) -> str:
         """Quoted identifier of a known device table."""
