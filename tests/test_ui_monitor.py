@@ -15,6 +15,7 @@ from ui_fakes import FakeSession, first_tab_on_screen, show_each_tab  # noqa: E4
 from jixiaoan.config import Config  # noqa: E402
 from jixiaoan.runtime.options import MonitorOptions  # noqa: E402
 from jixiaoan.storage.store import StoreReader  # noqa: E402
+from jixiaoan.ui import poller as poller_module  # noqa: E402
 from jixiaoan.ui.hexdump import HexDumpDialog, hex_dump  # noqa: E402
 from jixiaoan.ui.monitor import MonitorWindow  # noqa: E402
 from jixiaoan.ui.packet_model import MALICIOUS_BACKGROUND  # noqa: E402
@@ -158,6 +159,8 @@ def test_open_capture_replaces_the_running_session(running, qtbot, tmp_path):
     reader.close()
     assert sum(expected.values()) == second.written
     show_each_tab(window, qtbot, expected)
+    window.shutdown()  # the first store's poller was let go without waiting: none is left
+    assert poller_module.sweep_retired() == 0
 
 
 def test_rate_history_rates_and_shares():

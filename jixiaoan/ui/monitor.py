@@ -20,7 +20,7 @@ from jixiaoan.ui.heap import freeze_long_lived
 from jixiaoan.ui.hexdump import HexDumpDialog
 from jixiaoan.ui.packet_model import PacketTableModel
 from jixiaoan.ui.packet_view import PacketTableView
-from jixiaoan.ui.poller import PollerThread, PollResult
+from jixiaoan.ui.poller import PollerThread, PollResult, wait_retired
 from jixiaoan.ui.session_control import SessionController
 
 WINDOW_ROWS = 5000
@@ -384,6 +384,7 @@ class MonitorWindow(QMainWindow):
         self.status_timer.stop()
         self.controller.stop(wait=True)
         self.detach_store(wait=True)
+        wait_retired()  # pollers detached earlier without waiting
         self.alerts.close_all()
         if self.tray is not None:
             self.tray.hide()

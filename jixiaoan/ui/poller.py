@@ -264,6 +264,7 @@ class PollerThread:
         """Stop the timer and the thread. ``wait=False`` returns at once: a tick still
         running (a read can take a while when the store is busy) finishes on its own, and
         the thread is kept referenced until it has ended."""
+        sweep_retired()
         if not self.thread.isRunning():
             return
         QMetaObject.invokeMethod(self.poller, "stop", Qt.QueuedConnection)  # ends the thread
@@ -271,7 +272,6 @@ class PollerThread:
             self.thread.wait(5000)
             return
         _RETIRED.add(self)
-        self.thread.finished.connect(lambda: _RETIRED.discard(self))
 
     @property
     def running(self) -> bool:
@@ -279,4 +279,19 @@ class PollerThread:
         return self.thread.isRunning()
 
 
-_RETIRED: set[PollerThread] = set()  # closed without waiting, thread not yet ended
+_RETIRED: set[PollerThread] = set()  # closed without waiting, thread perhaps still running
+
+
+def sweep_retired() -> int:
+    """Let go of retired pollers whose thread has ended (on the GUI thread: a QThread must
+    not be destroyed from its own thread); returns how many are still ending."""
+    for done in [p for p in _RETIRED if p.thread.isFinished()]:
+        _RETIRED.discard(done)
+    return len(_RETIRED)
+
+
+def wait_retired(timeout_ms: int = 5000) -> int:
+    """Wait for retired pollers' threads to end (at shutdown); returns how many did not."""
+    for retired in list(_RETIRED):
+        retired.thread.wait(timeout_ms)
+    return sweep_retired()
