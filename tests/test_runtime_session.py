@@ -22,6 +22,16 @@ from tests.test_runtime_live import ATTACK, ATTACKER, DATA, session_for, wait_fo
 WIKI = DATA / "zeek" / "wikipedia.pcap"
 
 
+def replay_to_the_end(opts: MonitorOptions) -> MonitorStatus:
+    """Run a replay session until its capture is done; its final status."""
+    session = MonitorSession(Config(), opts).start()
+    try:
+        assert session.wait_finished(timeout=120)
+        return session.status()
+    finally:
+        session.stop()
+
+
 def test_exactly_one_source_is_required(tmp_path):
     db = str(tmp_path / "x.db")
     with pytest.raises(ValueError):
@@ -48,12 +58,7 @@ def test_paced_replay_overload_is_bounded_and_every_packet_accounted_for(tmp_pat
         devices=[Device(mac="00:13:7f:4f:8e:f2")], queue_batches=2, queue_packets=8,
         capture_batch_packets=4, max_batch_packets=4, max_wait_s=0.0,
     )
-    session = MonitorSession(Config(), opts).start()
-    try:
-        assert session.wait_finished(timeout=120)
-        status = session.status()
-    finally:
-        session.stop()
+    status = replay_to_the_end(opts)
     assert status.captured == 136
     assert status.dropped_queue > 0
     assert status.queue_peak <= 8
@@ -164,11 +169,12 @@ def test_a_file_replayed_as_fast_as_it_goes_loses_nothing_to_a_slow_store(tmp_pa
     from jixiaoan.engine.pipeline import Engine
 
     devices = [Device(mac="00:13:7f:4f:8e:f2"), Device(mac="f0:4d:a2:47:ba:25")]
-    expected = {}
+    engine = Engine(devices)
+    expected = {d.mac: 0 for d in devices}
     for frames in read_capture(str(WIKI)):
-        batch = Engine(devices).process(frames)
+        batch = engine.process(frames)
         for i, dev in enumerate(devices):
-            expected[dev.mac] = int(((batch.src_device == i) | (batch.dst_device == i)).sum())
+            expected[dev.mac] += int(((batch.src_device == i) | (batch.dst_device == i)).sum())
     assert sum(expected.values()) == 20
     db = str(tmp_path / "f.db")
     opts = MonitorOptions(
@@ -176,12 +182,7 @@ def test_a_file_replayed_as_fast_as_it_goes_loses_nothing_to_a_slow_store(tmp_pa
         devices=devices, store_queue_batches=1,
         capture_batch_packets=1, max_batch_packets=1, max_wait_s=0.0,
     )
-    session = MonitorSession(Config(), opts).start()
-    try:
-        assert session.wait_finished(timeout=120)
-        status = session.status()
-    finally:
-        session.stop()
+    status = replay_to_the_end(opts)
     assert status.captured == status.classified == 136
     assert status.dropped == 0
     reader = StoreReader(db)

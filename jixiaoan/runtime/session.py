@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
 from jixiaoan.alerts.mailer import MailerStats
 from jixiaoan.alerts.policy import AlertEvent
@@ -36,8 +35,7 @@ from jixiaoan.runtime.engine_setup import load_model, warm_up_frames
 from jixiaoan.runtime.latency import LatencyRecorder
 from jixiaoan.runtime.options import MonitorOptions, alert_config
 from jixiaoan.runtime.status import MonitorStatus, device_rows
-from jixiaoan.runtime.store_process import ProcessStore
-from jixiaoan.storage.store import PacketStore, StoreError
+from jixiaoan.runtime.store_process import open_monitor_store
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +66,7 @@ class MonitorSession:
             max_packets=options.queue_packets,
         )
         self.latency = LatencyRecorder()
-        self.store = self._open_store()
+        self.store = open_monitor_store(self.cfg, options, self.model_name, self.latency.committed)
         self.alerting: Alerting | None = None
         try:
             for dev in devices:
@@ -114,32 +112,6 @@ class MonitorSession:
             if not dev.name and dev.mac:
                 dev.name = self.cfg.device_name(dev.mac)
         return devices
-
-    def _open_store(self) -> PacketStore | ProcessStore:
-        opts, storage = self.options, self.cfg.storage
-        path = opts.db_path or str(self.cfg.resolved_db_path())
-        if not opts.db_path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)  # the platform's data folder
-        age = storage.retention_days * 86400.0 if storage.retention_days > 0 else None
-        if opts.replay:
-            age = None  # a replayed capture's packets carry their old capture times
-        kwargs = dict(
-            retention_rows=storage.retention_rows or None,
-            retention_age_s=age,
-            queue_batches=opts.store_queue_batches,
-            model_name=self.model_name,
-            # a file replayed as fast as it goes is paced by the slowest stage: nothing is lost
-            blocking=bool(opts.replay) and opts.speed <= 0,
-        )
-        if opts.store_process:
-            try:
-                return ProcessStore(
-                    path, on_commit=self.latency.committed,
-                    max_inflight_batches=opts.store_queue_batches, **kwargs,
-                )
-            except StoreError as exc:
-                log.warning("%s; writing the database from this process instead", exc)
-        return PacketStore(path, on_commit=self.latency.committed, **kwargs)
 
     def _make_source(self):
         opts = self.options

@@ -4,9 +4,10 @@ the engine for one interpreter lock (two cores can then both work).
 ``ProcessStore`` offers the part of ``PacketStore``'s API a monitor uses (``register_device``,
 ``submit``, ``flush``, ``close``, ``counters``, ``on_commit``, ``path``). Batches travel over a
 multiprocessing queue; the number in flight (sent but not yet taken by the child's store) is
-bounded in batches and packets, and ``submit`` drops and counts a batch that does not fit,
-never blocks. The child reports its counters and every commit back on a second queue, read by a
-thread here that calls ``on_commit`` (so latency is measured exactly as in-process).
+bounded in batches and packets, and ``submit`` drops and counts a batch that does not fit
+(a ``blocking`` store, for a file replayed as fast as it goes, waits for room instead). The
+child reports its counters and every commit back on a second queue, read by a thread here
+that calls ``on_commit`` (so latency is measured exactly as in-process).
 
 The child is started with multiprocessing's "spawn" method, which imports the main module
 again: a script that builds a monitor at top level needs an ``if __name__ == "__main__":``
@@ -28,7 +29,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from jixiaoan.config import Config
 from jixiaoan.engine.batch import ClassifiedBatch, Device
+from jixiaoan.runtime.options import MonitorOptions
 from jixiaoan.storage.store import OnCommit, PacketStore, StoreCounters, StoreError
 
 log = logging.getLogger(__name__)
@@ -256,3 +259,33 @@ class ProcessStore:
                 packets_dropped=c.packets_dropped + self._dropped_packets,
                 queued_batches=c.queued_batches + len(self._sent_sizes),
             )
+
+
+def open_monitor_store(
+    cfg: Config, opts: MonitorOptions, model_name: str, on_commit: OnCommit | None
+) -> PacketStore | ProcessStore:
+    """The store a monitor writes to: in a child process when ``opts.store_process`` (falling
+    back to this process when the child cannot start), with the retention of ``cfg``."""
+    storage = cfg.storage
+    path = opts.db_path or str(cfg.resolved_db_path())
+    if not opts.db_path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # the platform's data folder
+    age = storage.retention_days * 86400.0 if storage.retention_days > 0 else None
+    if opts.replay:
+        age = None  # a replayed capture's packets carry their old capture times
+    kwargs = dict(
+        retention_rows=storage.retention_rows or None,
+        retention_age_s=age,
+        queue_batches=opts.store_queue_batches,
+        model_name=model_name,
+        # a file replayed as fast as it goes is paced by the slowest stage: nothing is lost
+        blocking=bool(opts.replay) and opts.speed <= 0,
+    )
+    if opts.store_process:
+        try:
+            return ProcessStore(
+                path, on_commit=on_commit, max_inflight_batches=opts.store_queue_batches, **kwargs
+            )
+        except StoreError as exc:
+            log.warning("%s; writing the database from this process instead", exc)
+    return PacketStore(path, on_commit=on_commit, **kwargs)
