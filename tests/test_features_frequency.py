@@ -36,11 +36,11 @@ def reference_frequency(h: HeaderBatch, session: np.ndarray, cfg: FeatureConfig)
         v = w_len * float(h.length[i]) + w_proto * code + w_dt * -math.log2(dt)
         values.setdefault(sid, []).append(v)
         frame = ([0.0] * cfg.w_seg + values[sid])[-cfg.w_seg :]
-        power = np.abs(np.fft.fft(np.array(frame))[: cfg.n_freq]) ** 2
+        power = np.abs(np.fft.fft(np.array(frame))[: cfg.n_freq_bins]) ** 2
         feat = np.log2(power + 1)
         feat[~np.isfinite(feat)] = 0
         rows.append(feat)
-    return np.array(rows, np.float32).reshape(len(h), cfg.n_freq)
+    return np.array(rows, np.float32).reshape(len(h), cfg.n_freq_bins)
 
 
 def run(cfg: FeatureConfig, h: HeaderBatch, cuts: list[int], pass_forgotten: bool = True):

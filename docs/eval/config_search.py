@@ -3,13 +3,15 @@
 Usage, from the repository root, one core:
     .venv/bin/python docs/eval/config_search.py CONFIG:SEED:FRACTION ...
     MASK=1 .venv/bin/python docs/eval/config_search.py CONFIG:SEED:FRACTION ...
+    FEATURES=host_frequency,mask_host_fields .venv/bin/python docs/eval/config_search.py ...
 
 Each run trains ESeT on the train split of /work/shared/datasets/labels.csv, scores the test
 split and every packet of the lab demo (assets/demo/labels.csv, a network never seen in
-training), and appends one JSON line to $OUT (default /tmp/eset_config_search.jsonl). With
-MASK=1 the anonymised byte view additionally zeroes IPv4 identification, TTL, IPv6 hop limit,
-TCP sequence/acknowledgement numbers and the TCP timestamps option (an experiment only: the
-extractor is patched in this process, features go to a separate cache folder).
+training), and appends one JSON line to $OUT (default /tmp/eset_config_search.jsonl).
+$FEATURES names FeatureConfig flags to switch on (comma-separated): ``mask_host_fields`` (the
+byte view also zeroes IPv4 identification, TTL, IPv6 hop limit, TCP sequence/acknowledgement
+numbers and TCP timestamp values; MASK=1 is the same) and ``host_frequency`` (Whisper features
+also keyed by source and destination host).
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from jixiaoan.capture import batch as cb
-from jixiaoan.features import anonymize as an
-from jixiaoan.features.batch import PAD_INDEX
+from jixiaoan.features.batch import FeatureConfig
 from jixiaoan.model.commands import _fit_shared_kitnet, split_corpus
 from jixiaoan.model.corpus import load_corpus
 from jixiaoan.model.corpus_split import labelled_split
@@ -37,6 +37,8 @@ BUDGET = {"max_file_packets": 8000, "pool_max": 96000, "train_max": 64000,
           "pretrain_epochs": 8, "round_epochs": 2}  # fmt: skip
 CONFIGS = {
     "default": {},
+    "nocalib": {"calib_share": 0.0},
+    "calib5": {"calib_min_files": 5},
     "fpb": FPB,
     "fpb_cap500": {**FPB, "file_cap": 500},
     "fpb_mal03": {**FPB, "malicious_share": 0.3},
@@ -47,57 +49,7 @@ CONFIGS = {
     "fpb_bd15": {**FPB, "det": {"byte_dropout": 0.15}},
 }
 METRICS = ("f1", "precision", "recall", "fpr")
-TCP_MAX_OPTIONS = 10
-
-
-def host_field_spans(spans, read, h) -> None:
-    """Positions of IPv4 ID and TTL, IPv6 hop limit, TCP seq/ack and TCP timestamp values."""
-    l3 = an._network_offsets(read, h)
-    is_arp = (h.proto == cb.PROTO_ARP) | (h.ethertype == 0x0806)
-    ip = an._where(~is_arp & (l3 >= 0))
-    at = l3[ip]
-    first = read.byte(ip, at)
-    v4, v6 = first >> 4 == 4, first >> 4 == 6
-    spans.add(ip[v4], at[v4] + 4, 2)
-    spans.add(ip[v4], at[v4] + 8, 1)
-    spans.add(ip[v6], at[v6] + 7, 1)
-    l4 = h.l4_off.astype(np.int64)
-    rows = an._where((l4 >= 0) & (h.proto == cb.PROTO_TCP))
-    t = l4[rows]
-    spans.add(rows, t + 4, 8)
-    end = t + (read.byte(rows, t + 12) >> 4) * 4
-    opt = t + 20
-    for _ in range(TCP_MAX_OPTIONS):
-        live = (opt >= 0) & (opt < end)
-        rows, opt, end = rows[live], opt[live], end[live]
-        if len(rows) == 0:
-            break
-        kind, size = read.byte(rows, opt), read.byte(rows, opt + 1)
-        spans.add(rows[kind == 8], opt[kind == 8] + 2, 8)
-        step = np.where(kind == 1, 1, np.where(size >= 2, size, -1))
-        opt = np.where((kind <= 0) | (step < 0), -1, opt + np.maximum(step, 1))
-
-
-def install_mask() -> None:
-    """Patch the extractor so its byte view also zeroes the host-specific fields."""
-    import jixiaoan.features.extractor as ex
-
-    original = an.anonymized_bytes
-
-    def masked(frames, headers, n_bytes):
-        out = original(frames, headers, n_bytes)
-        if len(frames) == 0:
-            return out
-        spans = an._Spans(len(frames), n_bytes)
-        host_field_spans(spans, an._Reader(frames), headers)
-        if spans.parts:
-            flat, o = np.concatenate(spans.parts), out.reshape(-1)
-            o[flat] = np.where(o[flat] == PAD_INDEX, PAD_INDEX, 0)
-        return out
-
-    ex.anonymized_bytes = masked
-
-
+FLAG_TAGS = {"mask_host_fields": "masked", "host_frequency": "hostfreq"}
 def at_thresholds(raw: dict, thresholds=(0.5, 0.7, 0.9)) -> dict:
     """Metrics with fixed thresholds on 1 - P(benign) instead of the calibrated one."""
     y, s = np.concatenate(raw["truth"]), np.concatenate(raw["scores"])
@@ -107,13 +59,14 @@ def at_thresholds(raw: dict, thresholds=(0.5, 0.7, 0.9)) -> dict:
 
 def main(specs: list[str]) -> None:
     torch.set_num_threads(1)
-    cache, tag = None, ""
+    flags = [f for f in os.environ.get("FEATURES", "").split(",") if f]
     if os.environ.get("MASK"):
-        install_mask()
-        cache, tag = "/tmp/eset_masked_cache", "masked_"
+        flags.append("mask_host_fields")
+    features = FeatureConfig(**{f: True for f in flags})
+    tag = "".join(f"{FLAG_TAGS[f]}_" for f in flags)
     out_path = os.environ.get("OUT", "/tmp/eset_config_search.jsonl")
-    corpus = load_corpus("/work/shared/datasets/labels.csv", cache_dir=cache, progress=False)
-    demo = load_corpus("assets/demo/labels.csv", cache_dir=cache, progress=False)
+    corpus = load_corpus("/work/shared/datasets/labels.csv", features, progress=False)
+    demo = load_corpus("assets/demo/labels.csv", features, progress=False)
     train_idx, test_idx, _ = split_corpus(corpus)
     kitnets = {}
     for spec in specs:

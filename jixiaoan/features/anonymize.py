@@ -17,6 +17,10 @@ ESET.md section 2: an address must never be a feature. Zeroed, where captured:
   bytes are all equal (broadcast, unspecified) are not searched for. Addresses of other hosts
   carried in payloads (DNS answers, text protocols) are left alone.
 
+With ``FeatureConfig.mask_host_fields`` the fields a host's IP/TCP stack fills in on its own
+(IPv4 identification and TTL, IPv6 hop limit, TCP sequence/acknowledgement numbers, TCP
+timestamp values) are zeroed too: they identify a host and a moment, not a behaviour.
+
 Bytes past the captured length are ``PAD_INDEX`` (256), distinct from a real 0x00 byte.
 Everything is computed per field over the whole batch (no per-packet Python).
 """
@@ -265,9 +269,44 @@ def _head(frames: FrameBatch, width: int) -> tuple[np.ndarray, np.ndarray]:
     return head, valid
 
 
-def anonymized_bytes(frames: FrameBatch, headers: HeaderBatch, n_bytes: int) -> np.ndarray:
+_TCP_MAX_OPTIONS = 10
+
+
+def _host_field_spans(spans: _Spans, read: _Reader, h: HeaderBatch) -> None:
+    """Fields set by the sending host's stack, not by what it sends: IPv4 identification and
+    TTL, IPv6 hop limit, TCP sequence/acknowledgement numbers and timestamp option values."""
+    l3 = _network_offsets(read, h)
+    is_arp = (h.proto == cb.PROTO_ARP) | (h.ethertype == 0x0806)
+    ip = _where(~is_arp & (l3 >= 0))
+    at = l3[ip]
+    first = read.byte(ip, at)
+    v4, v6 = first >> 4 == 4, first >> 4 == 6
+    spans.add(ip[v4], at[v4] + 4, 2)
+    spans.add(ip[v4], at[v4] + 8, 1)
+    spans.add(ip[v6], at[v6] + 7, 1)
+    l4 = h.l4_off.astype(np.int64)
+    rows = _where((l4 >= 0) & (h.proto == cb.PROTO_TCP))
+    tcp = l4[rows]
+    spans.add(rows, tcp + 4, 8)
+    end = tcp + (read.byte(rows, tcp + 12) >> 4) * 4
+    opt = tcp + 20
+    for _ in range(_TCP_MAX_OPTIONS):
+        live = (opt >= 0) & (opt < end)
+        rows, opt, end = rows[live], opt[live], end[live]
+        if len(rows) == 0:
+            return
+        kind, size = read.byte(rows, opt), read.byte(rows, opt + 1)
+        spans.add(rows[kind == 8], opt[kind == 8] + 2, 8)
+        step = np.where(kind == 1, 1, np.where(size >= 2, size, -1))
+        opt = np.where((kind <= 0) | (step < 0), -1, opt + np.maximum(step, 1))
+
+
+def anonymized_bytes(
+    frames: FrameBatch, headers: HeaderBatch, n_bytes: int, mask_host_fields: bool = False
+) -> np.ndarray:
     """First ``n_bytes`` of every frame, addresses and checksums zeroed, as uint16 (n, n_bytes);
-    positions past the captured length hold PAD_INDEX."""
+    positions past the captured length hold PAD_INDEX. ``mask_host_fields`` also zeroes the
+    fields of ``_host_field_spans`` (FeatureConfig.mask_host_fields)."""
     n = len(frames)
     if n == 0:
         return np.zeros((0, n_bytes), np.uint16)
@@ -277,6 +316,8 @@ def anonymized_bytes(frames: FrameBatch, headers: HeaderBatch, n_bytes: int) -> 
     _link_spans(spans, headers)
     _network_spans(spans, read, headers)
     _transport_spans(spans, read, headers)
+    if mask_host_fields:
+        _host_field_spans(spans, read, headers)
     spans.mask_out(head)
     h = headers
     _scrub_kernel(head, valid.astype(np.int64), h.src_mac, h.dst_mac, h.src_ip, h.dst_ip)

@@ -21,11 +21,18 @@ class FeatureConfig:
     lambdas: tuple[float, ...] = (5.0, 3.0, 1.0, 0.1, 0.01)  # AfterImage decay factors
     session_idle_s: float = 300.0  # a session / tracker idle this long is forgotten
     max_sessions: int = 200_000  # hard bound on tracked sessions (oldest evicted first)
+    host_frequency: bool = False  # Whisper features also keyed by source and destination host
+    mask_host_fields: bool = False  # byte view also zeroes IP ID, TTL/hop limit, TCP seq/ack/TS
+
+    @property
+    def n_freq_bins(self) -> int:
+        """K, the number of frequency bins of one key (session or host)."""
+        return self.w_seg // 2 + 1
 
     @property
     def n_freq(self) -> int:
-        """K, the number of frequency bins per packet."""
-        return self.w_seg // 2 + 1
+        """Frequency features per packet: K for the session, plus K per host key if on."""
+        return self.n_freq_bins * (3 if self.host_frequency else 1)
 
     def to_dict(self) -> dict:
         """JSON-ready form (for model cards)."""
@@ -50,7 +57,7 @@ class FeatureBatch:
     """
 
     byte_idx: np.ndarray  # uint16 (n, Nb): anonymised bytes 0..255, PAD_INDEX for padding
-    freq: np.ndarray  # float32 (n, K): Whisper frequency features of the frame ending here
+    freq: np.ndarray  # float32 (n, n_freq): Whisper features of the frames ending here
     afterimage: np.ndarray  # float32 (n, 100): Kitsune AfterImage features
     session: np.ndarray  # int64 (n,)
     pos: np.ndarray  # int32 (n,)

@@ -17,7 +17,7 @@ from jixiaoan.capture.parse import parse_headers
 from jixiaoan.capture.pcapfile import read_capture
 from jixiaoan.features.anonymize import anonymized_bytes
 from jixiaoan.features.batch import FeatureBatch, FeatureConfig
-from jixiaoan.features.frequency import WhisperFrequency
+from jixiaoan.features.frequency import WhisperFrequency, host_keys
 from jixiaoan.features.sessions import SessionTracker
 
 DEFAULT_BATCH_SIZE = 65536
@@ -41,6 +41,8 @@ class FeatureExtractor:
         self.config = config or FeatureConfig()
         self.sessions = SessionTracker(self.config)
         self.frequency = WhisperFrequency(self.config)
+        hosts = (True, False) if self.config.host_frequency else ()
+        self.host_frequency = {side: WhisperFrequency(self.config) for side in hosts}
         self.afterimage = _afterimage_class()(self.config)
         self.last_forward = np.zeros(0, bool)  # direction of the last batch's packets
 
@@ -48,6 +50,8 @@ class FeatureExtractor:
         """Forget all state (a new stream starts; session ids restart at 0)."""
         self.sessions.reset()
         self.frequency.reset()
+        for freq in self.host_frequency.values():
+            freq.reset()
         self.afterimage.reset()
         self.last_forward = np.zeros(0, bool)
 
@@ -60,8 +64,15 @@ class FeatureExtractor:
         freq = self.frequency.transform(
             headers, assigned.session, forgotten=self.sessions.forgotten
         )
+        if self.host_frequency:
+            parts = [freq] + [
+                f.transform(headers, host_keys(headers, side))
+                for side, f in self.host_frequency.items()
+            ]
+            freq = np.hstack(parts)
+        cfg = self.config
         return FeatureBatch(
-            byte_idx=anonymized_bytes(frames, headers, self.config.n_bytes),
+            byte_idx=anonymized_bytes(frames, headers, cfg.n_bytes, cfg.mask_host_fields),
             freq=freq,
             afterimage=np.asarray(self.afterimage.transform(headers), np.float32),
             session=assigned.session,

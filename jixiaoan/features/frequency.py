@@ -17,6 +17,10 @@ come from :class:`jixiaoan.features.sessions.SessionTracker`. Pass the tracker's
 state of exactly the sessions the tracker dropped; without it the same rules as the tracker's
 apply on their own (idle longer than ``session_idle_s`` by the running-maximum clock, at most
 ``max_sessions`` kept, least recently seen evicted first).
+
+Whisper also keys the same encoding by host (``FeatureConfig.host_frequency``): the extractor
+runs two more instances on :func:`host_keys` of the source and of the destination, so a packet
+of a one-packet session (a spoofed flood) still carries the rhythm of the host it hits.
 """
 
 from __future__ import annotations
@@ -47,6 +51,21 @@ def spectrum(frames: np.ndarray) -> np.ndarray:
         out = np.log2(power + 1.0)
     out[~np.isfinite(out)] = 0.0
     return out.astype(np.float32)
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for key mixing
+
+
+def host_keys(headers: HeaderBatch, source: bool) -> np.ndarray:
+    """An int64 key per packet for its source (or destination) host: the IP address, or the
+    MAC address for frames without IP. Keys are only compared, never stored as features."""
+    ip = np.ascontiguousarray(headers.src_ip if source else headers.dst_ip)
+    words = ip.view(np.uint64).reshape(len(ip), 2)
+    mac = (headers.src_mac if source else headers.dst_mac).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        by_ip = words[:, 0] * _MIX ^ words[:, 1]
+        by_mac = (mac + np.uint64(1)) * _MIX
+    return np.where(headers.ip_version > 0, by_ip, by_mac).view(np.int64)
 
 
 class WhisperFrequency:
@@ -84,7 +103,7 @@ class WhisperFrequency:
         n, w, hist = len(headers), cfg.w_seg, cfg.w_seg - 1
         if n == 0:
             self._drop(forgotten)
-            return np.zeros((0, cfg.n_freq), np.float32)
+            return np.zeros((0, cfg.n_freq_bins), np.float32)
         session = np.asarray(session, np.int64)
         order = np.argsort(session, kind="stable")
         sid_sorted = session[order]
@@ -115,7 +134,7 @@ class WhisperFrequency:
             hist_pos = (starts[found] + np.flatnonzero(found) * hist)[:, None] + np.arange(hist)
             ext[hist_pos] = self._hist[slot[found]]
         windows = ext[ext_pos[:, None] - hist + np.arange(w)]
-        out = np.empty((n, cfg.n_freq), np.float32)
+        out = np.empty((n, cfg.n_freq_bins), np.float32)
         out[order] = spectrum(windows)
 
         clock = np.maximum.accumulate(np.concatenate(([self._clock], headers.ts)))[1:]
