@@ -68,3 +68,12 @@ def test_file_weights_cap_big_files():
     w = file_weights([10, 2000, 75000], cap=2000)
     assert w[0] == 1.0 and w[1] == 1.0
     assert abs(w[2] * 75000 - 2000) < 1e-6
+
+
+def test_holdout_files_spares_families_with_few_files():
+    fams = ["0"] * 10 + ["3"] * 4 + ["5"] * 5
+    has = np.ones(len(fams), bool)
+    for seed in range(5):
+        out = holdout_files(fams, has, 0.2, seed=seed, min_files=5)
+        assert out[:10].sum() == 2 and out[10:14].sum() == 0 and out[14:].sum() == 1
+        assert holdout_files(fams, has, 0.2, seed=seed)[10:14].sum() == 1  # default: min 2

@@ -65,12 +65,13 @@ def labelled_split(labels: list[np.ndarray], fraction: float, seed: int) -> list
 
 
 def holdout_files(
-    families: list[str], has_labels: np.ndarray, share: float, seed: int
+    families: list[str], has_labels: np.ndarray, share: float, seed: int, min_files: int = 2
 ) -> np.ndarray:
     """Seeded, family-stratified choice of files held apart for calibration (bool per file).
 
-    Only files with labelled packets are candidates; a family with one candidate keeps it for
-    training.
+    Only files with labelled packets are candidates; a family with fewer than ``min_files``
+    candidates (at least 2) keeps them all for training: holding apart one of a family's few
+    captures can take away the only one like a test capture.
     """
     rng = np.random.default_rng(seed)
     out = np.zeros(len(families), dtype=bool)
@@ -82,7 +83,7 @@ def holdout_files(
             groups.setdefault(fam, []).append(i)
     for fam in sorted(groups):
         members = groups[fam]
-        if len(members) < 2:
+        if len(members) < max(2, min_files):
             continue
         k = min(len(members) - 1, max(1, int(round(share * len(members)))))
         out[rng.choice(members, size=k, replace=False)] = True

@@ -71,6 +71,7 @@ class ESeTConfig:
     batch_tokens: int = 8192
     max_file_packets: int = 4000  # DET works on at most the first this many packets of a file
     calib_share: float = 0.2
+    calib_min_files: int = 2  # families with fewer labelled files are never held apart
     calib_tolerance: float = 0.02
     file_cap: int = DEFAULT_FILE_CAP
     min_growth: float = 0.01
@@ -170,7 +171,7 @@ class ESeT:
         weight = file_weights([len(f) for f in files], cfg.file_cap)
         fam = [str(file_family(y)) for y in labels]
         has_lab = np.array([m.any() for m in labelled])
-        calib = holdout_files(fam, has_lab, cfg.calib_share, cfg.seed)
+        calib = holdout_files(fam, has_lab, cfg.calib_share, cfg.seed, cfg.calib_min_files)
         lab = [np.where(m & ~c, y, enh.IGNORE) for y, m, c in zip(labels, labelled, calib)]
         log.info("KitNET ready after %.1f s", time.perf_counter() - t0)
         rmse = [self.kitnet.score(f.afterimage) for f in files]
