@@ -39,6 +39,7 @@ CONFIGS = {
     "default": {},
     "nocalib": {"calib_share": 0.0},
     "calib5": {"calib_min_files": 5},
+    "calib5_bd30": {"calib_min_files": 5, "det": {"byte_dropout": 0.30}},
     "fpb": FPB,
     "fpb_cap500": {**FPB, "file_cap": 500},
     "fpb_mal03": {**FPB, "malicious_share": 0.3},
@@ -55,6 +56,14 @@ def at_thresholds(raw: dict, thresholds=(0.5, 0.7, 0.9)) -> dict:
     y, s = np.concatenate(raw["truth"]), np.concatenate(raw["scores"])
     return {f"{t:g}": {k: round(v, 4) for k, v in binary_metrics(y, s >= t).items() if k in METRICS}
             for t in thresholds}  # fmt: skip
+
+
+def big_files(raw: dict, top: int = 6) -> dict:
+    """Detected share of the malicious packets of the test files with the most of them."""
+    mal = [int(t.sum()) for t in raw["truth"]]
+    order = np.argsort(mal)[::-1][:top]
+    return {raw["names"][i]: round(float(raw["preds"][i][raw["truth"][i]].mean()), 3)
+            for i in order}  # fmt: skip
 
 
 def main(specs: list[str]) -> None:
@@ -90,6 +99,7 @@ def main(specs: list[str]) -> None:
             "test": {k: round(m_test[k], 4) for k in METRICS},
             "demo": {k: round(m_demo[k], 4) for k in METRICS},
             "test_th": at_thresholds(r_test), "demo_th": at_thresholds(r_demo),
+            "big_test_files": big_files(r_test),
         }  # fmt: skip
         print(json.dumps(row), flush=True)
         with open(out_path, "a") as fh:
