@@ -156,3 +156,20 @@ def test_log_scale_option_changes_scores_and_survives_save(tmp_path) -> None:
     again = KitNET.load(tmp_path / "m")
     assert again.config.log_scale
     np.testing.assert_array_equal(again.score(probe), logged.score(probe))
+
+
+@pytest.mark.parametrize("log_scale", [False, True])
+def test_fused_kernel_matches_the_torch_modules(log_scale: bool) -> None:
+    rng = np.random.default_rng(7)
+    X = rng.normal(0, 1, (600, 23)) * rng.choice([1.0, 50.0, 1e4], size=23)
+    model = KitNET(max_group=5, seed=3, log_scale=log_scale).fit(X, epochs=2)
+    Y = rng.normal(0, 3, (300, 23)) * 100
+    Y[0, 0], Y[1, 1], Y[2, 2] = np.nan, np.inf, -np.inf
+    fused, ref = model.score(Y), model.score_torch(Y)
+    assert fused.dtype == np.float32 and fused.shape == (300,)
+    assert np.isfinite(fused).all()
+    np.testing.assert_allclose(fused, ref, rtol=2e-4, atol=1e-6)
+    assert model.score(Y[:0]).shape == (0,)
+    # refitting drops the cached kernel arrays: scores follow the new weights
+    model.fit(X[::-1].copy(), epochs=1)
+    np.testing.assert_allclose(model.score(Y), model.score_torch(Y), rtol=2e-4, atol=1e-6)

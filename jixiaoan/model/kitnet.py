@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jixiaoan.model.kitnet_kernels import pack_autoencoders, score_kernel
 from jixiaoan.model.kitnet_mapper import map_features
 from jixiaoan.model.persist import (
     ModelFileError,
@@ -168,6 +169,7 @@ class KitNET:
         self.output: GroupAutoencoders | None = None
         self.n_features = 0
         self.epochs_run = 0
+        self._packed = None  # scoring arrays of the fitted modules (built on first score)
 
     @property
     def is_fitted(self) -> bool:
@@ -209,6 +211,7 @@ class KitNET:
         )
         self.groups = map_features(rows, cfg.max_group, cfg.signed_corr, cfg.linkage)
         gen = torch.Generator().manual_seed(cfg.seed)
+        self._packed = None
         self.ensemble = GroupAutoencoders(self.groups, cfg.hidden_ratio, gen)
         Xt = torch.from_numpy(Xn)
         self.epochs_run = _train(self.ensemble, Xt, epochs, cfg, batch_size, gen)
@@ -233,14 +236,22 @@ class KitNET:
         self._check(X)
         return self._ensemble_rmse(torch.from_numpy(self._normalise(X)))
 
-    def score(self, X: np.ndarray, chunk: int = 65536) -> np.ndarray:
-        """Anomaly score (output autoencoder RMSE) per row, float32 (n,)."""
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Anomaly score (output autoencoder RMSE) per row, float32 (n,), by the fused kernel
+        of ``kitnet_kernels`` (same figures as :meth:`score_torch`)."""
         self._check(X)
-        with torch_threads(self.config.threads):
-            return self._score(X, chunk)
+        if self._packed is None:
+            self._packed = (pack_autoencoders(self.ensemble), pack_autoencoders(self.output))
+        ens, outer = self._packed
+        return score_kernel(
+            np.ascontiguousarray(X, dtype=np.float32), bool(self.config.log_scale),
+            self.norm_min, self.norm_span, _CLIP, ens, outer, self.out_min, self.out_span,
+        )  # fmt: skip
 
     @torch.no_grad()
-    def _score(self, X: np.ndarray, chunk: int) -> np.ndarray:
+    def score_torch(self, X: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """``score`` through the batched torch modules (the reference the kernel must match)."""
+        self._check(X)
         out = np.empty(len(X), dtype=np.float32)
         for s in range(0, len(X), chunk):
             Xt = torch.from_numpy(self._normalise(X[s : s + chunk]))
