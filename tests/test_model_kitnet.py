@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from jixiaoan.model.kitnet import KitNET, hidden_size
+from jixiaoan.model.kitnet import KERNEL_MAX_ROWS, KitNET, hidden_size
 from jixiaoan.model.kitnet_mapper import correlation_distance, map_features
 from jixiaoan.model.persist import ModelFileError, load_model_dir, save_model_dir
 
@@ -170,6 +170,10 @@ def test_fused_kernel_matches_the_torch_modules(log_scale: bool) -> None:
     assert np.isfinite(fused).all()
     np.testing.assert_allclose(fused, ref, rtol=2e-4, atol=1e-6)
     assert model.score(Y[:0]).shape == (0,)
+    big = np.vstack([Y] * 4)  # above KERNEL_MAX_ROWS: the torch path, same figures
+    assert len(big) > KERNEL_MAX_ROWS
+    np.testing.assert_allclose(model.score(big), np.tile(fused, 4), rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(model.score_fused(big), np.tile(fused, 4), rtol=1e-6)
     # refitting drops the cached kernel arrays: scores follow the new weights
     model.fit(X[::-1].copy(), epochs=1)
     np.testing.assert_allclose(model.score(Y), model.score_torch(Y), rtol=2e-4, atol=1e-6)

@@ -50,6 +50,7 @@ from jixiaoan.model.persist import (
     unpack_ragged,
 )
 
+KERNEL_MAX_ROWS = 1024  # measured crossover of the two scoring paths (BENCHMARKS.md)
 _CLIP = 1e6  # normalised inputs are clipped to +-_CLIP so squared errors stay finite in float32
 
 
@@ -237,8 +238,16 @@ class KitNET:
         return self._ensemble_rmse(torch.from_numpy(self._normalise(X)))
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        """Anomaly score (output autoencoder RMSE) per row, float32 (n,), by the fused kernel
-        of ``kitnet_kernels`` (same figures as :meth:`score_torch`)."""
+        """Anomaly score (output autoencoder RMSE) per row, float32 (n,). Batches of up to
+        ``KERNEL_MAX_ROWS`` go through the fused kernel of ``kitnet_kernels`` (no per-call
+        torch overhead: live batches), bigger ones through :meth:`score_torch` (whose
+        multi-threaded matrix products win there); both give the same figures."""
+        if len(X) > KERNEL_MAX_ROWS:
+            return self.score_torch(X)
+        return self.score_fused(X)
+
+    def score_fused(self, X: np.ndarray) -> np.ndarray:
+        """``score`` through the fused, single-threaded numba kernel, whatever the batch size."""
         self._check(X)
         if self._packed is None:
             self._packed = (pack_autoencoders(self.ensemble), pack_autoencoders(self.output))
@@ -248,10 +257,14 @@ class KitNET:
             self.norm_min, self.norm_span, _CLIP, ens, outer, self.out_min, self.out_span,
         )  # fmt: skip
 
-    @torch.no_grad()
     def score_torch(self, X: np.ndarray, chunk: int = 65536) -> np.ndarray:
-        """``score`` through the batched torch modules (the reference the kernel must match)."""
+        """``score`` through the batched torch modules (the path for big batches, and the
+        reference the kernel must match)."""
         self._check(X)
+        with torch_threads(self.config.threads), torch.no_grad():
+            return self._score_torch(X, chunk)
+
+    def _score_torch(self, X: np.ndarray, chunk: int) -> np.ndarray:
         out = np.empty(len(X), dtype=np.float32)
         for s in range(0, len(X), chunk):
             Xt = torch.from_numpy(self._normalise(X[s : s + chunk]))

@@ -12,7 +12,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 class PackedAutoencoders(NamedTuple):
@@ -62,24 +62,16 @@ def _group_rmse(x, g, index, width, hidden, weight, hb, vb, h):  # pragma: no co
     return math.sqrt(err / np.float32(w))
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def score_kernel(
-    X, log_scale, norm_min, norm_span, clip, ens, outer, out_min, out_span
-):  # pragma: no cover - compiled
+def score_kernel(X, log_scale, norm_min, norm_span, clip, ens, outer, out_min, out_span):
     """KitNET score (n,) float32 of every row of ``X`` (n, F) float32.
 
     ``ens`` (the group autoencoders) and ``outer`` (the output autoencoder) are
-    :class:`PackedAutoencoders` tuples; ``out_min`` / ``out_span`` normalise the group RMSEs."""
-    n = X.shape[0]
-    result = np.empty(n, np.float32)
-    block = 256
-    if n <= block:  # one block: no thread dispatch
-        _score_rows(X, 0, n, log_scale, norm_min, norm_span, clip, ens, outer, out_min,
-                    out_span, result)
-        return result
-    for b in prange((n + block - 1) // block):
-        _score_rows(X, b * block, min(n, (b + 1) * block), log_scale, norm_min, norm_span, clip,
-                    ens, outer, out_min, out_span, result)
+    :class:`PackedAutoencoders` tuples; ``out_min`` / ``out_span`` normalise the group RMSEs.
+    Serial on purpose: the DET beside it already uses torch's threads, and a parallel numba
+    region would bring a second OpenMP runtime into the process."""
+    result = np.empty(len(X), np.float32)
+    _score_rows(X, 0, len(X), log_scale, norm_min, norm_span, clip, ens, outer, out_min,
+                out_span, result)
     return result
 
 
