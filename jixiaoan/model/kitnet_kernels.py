@@ -62,22 +62,16 @@ def _group_rmse(x, g, index, width, hidden, weight, hb, vb, h):  # pragma: no co
     return math.sqrt(err / np.float32(w))
 
 
-def score_kernel(X, log_scale, norm_min, norm_span, clip, ens, outer, out_min, out_span):
+@njit(cache=True, nogil=True)
+def score_kernel(
+    X, log_scale, norm_min, norm_span, clip, ens, outer, out_min, out_span
+):  # pragma: no cover - compiled
     """KitNET score (n,) float32 of every row of ``X`` (n, F) float32.
 
     ``ens`` (the group autoencoders) and ``outer`` (the output autoencoder) are
     :class:`PackedAutoencoders` tuples; ``out_min`` / ``out_span`` normalise the group RMSEs.
     Serial on purpose: the DET beside it already uses torch's threads, and a parallel numba
     region would bring a second OpenMP runtime into the process."""
-    result = np.empty(len(X), np.float32)
-    _score_rows(X, 0, len(X), log_scale, norm_min, norm_span, clip, ens, outer, out_min,
-                out_span, result)
-    return result
-
-
-@njit(cache=True, nogil=True)
-def _score_rows(X, start, stop, log_scale, norm_min, norm_span, clip, ens, outer, out_min,
-                out_span, result):  # pragma: no cover - compiled
     e_index, e_width, e_hidden, e_weight, e_hb, e_vb = ens
     o_index, o_width, o_hidden, o_weight, o_hb, o_vb = outer
     f = X.shape[1]
@@ -85,7 +79,8 @@ def _score_rows(X, start, stop, log_scale, norm_min, norm_span, clip, ens, outer
     x = np.empty(f, np.float32)
     r = np.empty(groups, np.float32)
     h = np.empty(max(e_weight.shape[2], o_weight.shape[2]), np.float32)
-    for row in range(start, stop):
+    result = np.empty(X.shape[0], np.float32)
+    for row in range(X.shape[0]):
         for c in range(f):
             v = np.float32(X[row, c])
             if math.isnan(v):
@@ -101,3 +96,4 @@ def _score_rows(X, start, stop, log_scale, norm_min, norm_span, clip, ens, outer
             z = np.float32((rm - out_min[g]) / out_span[g])
             r[g] = min(max(z, -clip), clip)
         result[row] = _group_rmse(r, 0, o_index, o_width, o_hidden, o_weight, o_hb, o_vb, h)
+    return result
