@@ -136,6 +136,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             fractions=fractions,
             json_out=args.json,
             png_dir=args.png_dir,
+            adapt_until_s=args.adapt_until,
+            adapt_labels=args.adapt_labels,
         )
     )
     return 0
@@ -199,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fractions", help="comma list of labelled fractions, e.g. 0.01,0.1")
     s.add_argument("--json", help="write results here")
     s.add_argument("--png-dir", help="write confusion matrix and PR curve PNGs here")
+    s.add_argument("--adapt-until", type=float, metavar="SECONDS",
+                   help="with --model: adapt it on the first SECONDS of the CSV's captures and "
+                   "report before/after on the rest and the whole")
+    s.add_argument("--adapt-labels", help="labelled corpus mixed into the adaptation "
+                   "(default: the one named in the model card)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("adapt", help="adapt a model to a site's own unlabelled traffic")

@@ -29,3 +29,9 @@ def test_adapt_with_a_missing_model_is_a_clear_error(data_dir, tmp_path, capsys)
                str(data_dir / "zeek/wikipedia.pcap"), "--out", str(tmp_path / "site")])
     assert rc == 2
     assert "jixiaoan:" in capsys.readouterr().err
+
+
+def test_adapt_until_without_a_model_is_a_clear_error(data_dir, capsys):
+    rc = main(["evaluate", "--labels", str(data_dir / "labels.csv"), "--adapt-until", "60"])
+    assert rc == 2
+    assert "--adapt-until needs --model" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jixiaoan.model import commands
@@ -68,3 +69,47 @@ def test_adapt_whole_capture_writes_a_site_model(trained):
     card = json.loads((tmp / "site" / "card.json").read_text())
     assert card["data"]["until_s"] is None and card["name"].endswith("-site")
     assert 0.0 <= out["adapted"]["flagged_share_after"] <= 1.0
+
+
+DEMO = Path(__file__).parent.parent / "assets" / "demo"
+
+
+def test_evaluate_reports_a_site_before_and_after_adaptation(trained):
+    _, tmp, model_dir = trained
+    out = commands.evaluate(
+        DEMO / "labels.csv", model_dir=model_dir, json_out=tmp / "site.json",
+        cache_dir=tmp / "cache", progress=False, adapt_until_s=40.0,
+    )
+    site = out["site_adaptation"]
+    total = out["packets"]
+    assert site["window_packets"] + site["rest_packets"] == total
+    assert 0 < site["adapt_packets"] <= site["window_packets"] < total
+    assert site["labelled_corpus_files"] > 0  # the model's own corpus is mixed in
+    for when in ("before", "after"):
+        assert site[when]["whole"]["packets"] == total
+        assert site[when]["rest"]["packets"] == site["rest_packets"]
+        for part in ("rest", "whole"):
+            assert 0.0 <= site[when][part]["f1"] <= 1.0
+    # the model before adaptation is the one scored at top level, on the same packets
+    assert site["before"]["whole"]["f1"] == pytest.approx(out["f1"], abs=1e-4)
+    saved = json.loads((tmp / "site.json").read_text())
+    assert saved["site_adaptation"]["rest_packets"] == site["rest_packets"]
+
+
+def test_site_stream_orders_files_by_time_and_keeps_sessions_apart(trained):
+    from jixiaoan.features.batch import FeatureConfig
+    from jixiaoan.model.corpus import load_corpus
+    from jixiaoan.model.site_eval import site_stream
+
+    _, tmp, _ = trained
+    corpus = load_corpus(DEMO / "labels.csv", FeatureConfig(), tmp / "cache", progress=False)
+    corpus.files.reverse()
+    feats, truth, names = site_stream(corpus)
+    starts = [float(f.ts.min()) for f in feats]
+    assert starts == sorted(starts) and names[0].startswith("segments/00")
+    seen: set[int] = set()
+    for f, y in zip(feats, truth):
+        ids = set(np.unique(f.session).tolist())
+        assert not ids & seen
+        seen |= ids
+        assert len(y) == len(f)

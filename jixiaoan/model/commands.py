@@ -131,12 +131,19 @@ def evaluate(
     config: ESeTConfig | None = None,
     progress: bool = True,
     save_dir: str | Path | None = None,
+    adapt_until_s: float | None = None,
+    adapt_labels: str | Path | None = None,
 ) -> dict:
     """Score a pre-trained model (``model_dir``: on the test split when ``labels_csv`` is the
     corpus it was trained on, else on every file) or train and score ``methods`` x
     ``fractions`` (None: all methods, 1 % and 10 %) on the fixed file-disjoint split; writes
     ``json_out`` (after every run) and PNGs, and with
-    ``save_dir`` every trained ESeT-family model as ``save_dir/<method>_<fraction>``."""
+    ``save_dir`` every trained ESeT-family model as ``save_dir/<method>_<fraction>``.
+    ``adapt_until_s`` (with ``model_dir``): also adapt the model on the CSV's first that many
+    seconds and report it before and after (``site_adaptation``, see ``site_eval``), mixing in
+    ``adapt_labels`` (default: the model's own corpus)."""
+    if adapt_until_s is not None and (model_dir is None or adapt_until_s <= 0):
+        raise ValueError("--adapt-until needs --model (the model to adapt) and SECONDS > 0")
     methods = tuple(methods) if methods else METHODS
     fractions = tuple(fractions) if fractions else DEFAULT_FRACTIONS
     corpus = load_corpus(labels_csv, cache_dir=cache_dir, progress=progress)
@@ -160,6 +167,10 @@ def evaluate(
         if png_dir:
             result["plots"] = save_plots(raw, png_dir, Path(model_dir).name or "model")
         print(format_table([(Path(model_dir).name or "model", m)]))
+        if adapt_until_s is not None:
+            result["site_adaptation"] = _site_adaptation(
+                model, corpus, adapt_until_s, adapt_labels, cache_dir, progress
+            )
         _write(json_out, result)
         return result
     _require_both_sides(train_idx, test_idx, labels_csv)
@@ -197,6 +208,17 @@ def evaluate(
     return result
 
 
+def _site_adaptation(model, site, until_s, adapt_labels, cache_dir, progress) -> dict:
+    from jixiaoan.model.site_eval import evaluate_adaptation, format_adaptation, labelled_corpus_for
+
+    labelled = labelled_corpus_for(model, adapt_labels, cache_dir, progress)
+    if labelled is None:
+        print("no labelled corpus to mix in: adapting on the site alone (weaker)")
+    report, _ = evaluate_adaptation(model, site, float(until_s), labelled, progress=progress)
+    print(format_adaptation(report))
+    return report
+
+
 def adapt(
     model_dir: str | Path,
     capture: str | Path,
@@ -215,6 +237,7 @@ def adapt(
     from jixiaoan.features.extractor import extract_capture
     from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS
     from jixiaoan.model.eset_adapt import adapt as adapt_model
+    from jixiaoan.model.site_eval import labelled_corpus_for
 
     until_s = float("inf") if until_s is None else float(until_s)
     model = ESeT.load(model_dir)
@@ -223,15 +246,7 @@ def adapt(
     site = FeatureBatch.concat(batches) if batches else None
     if site is None:
         raise ValueError(f"{capture}: no packets")
-    labels_csv = labels_csv or card.get("data", {}).get("labels_csv")
-    data = None
-    if labels_csv and Path(labels_csv).exists():
-        corpus = load_corpus(labels_csv, model.feature_config, cache_dir, progress)
-        train_idx, _, _ = split_corpus(corpus)
-        fraction = float(card.get("data", {}).get("fraction", 0.1))
-        seed = int(card.get("data", {}).get("seed", 0))
-        masks = labelled_split([corpus.labels(i) for i in train_idx], fraction, seed)
-        data = corpus.training_data(train_idx, masks)
+    data = labelled_corpus_for(model, labels_csv, cache_dir, progress)
     site_model = adapt_model(model, site, data, until_s, rounds or DEFAULT_ROUNDS, progress)
     before = _flag_share(model, site)
     after = _flag_share(site_model, site)
