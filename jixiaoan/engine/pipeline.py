@@ -7,6 +7,7 @@ The same Engine serves a live adapter, a replayed capture and the offline ``anal
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from jixiaoan.features.batch import FeatureBatch, FeatureConfig
 from jixiaoan.features.extractor import FeatureExtractor
 from jixiaoan.model.verdict import Detector
 
+if TYPE_CHECKING:
+    from jixiaoan.engine.site_adapter import LiveAdapter
+
 
 class Engine:
     """Turns FrameBatches into ClassifiedBatches for a fixed list of watched devices.
@@ -25,7 +29,9 @@ class Engine:
     Without a detector every packet is stored as unclassified (``is_bad`` -1), never guessed,
     and only sessions are tracked (nothing reads the other features). With one, features are
     computed for every packet, watched or not: session context and the AfterImage statistics
-    need the whole stream.
+    need the whole stream. With an ``adapter`` (``site_adapter.LiveAdapter``) the first
+    minutes of features adapt the model in the background, and the site model replaces the
+    detector at a batch boundary once it is ready.
     """
 
     def __init__(
@@ -33,6 +39,7 @@ class Engine:
         devices: Iterable[Device],
         detector: Detector | None = None,
         feature_config: FeatureConfig | None = None,
+        adapter: LiveAdapter | None = None,
     ) -> None:
         self.devices = list(devices)
         self.index = DeviceIndex(self.devices)
@@ -42,6 +49,7 @@ class Engine:
         self.extractor = FeatureExtractor(feature_config)
         self.attack_names: tuple[str, ...] = tuple(getattr(detector, "classes", ()) or ())
         self.last_features: FeatureBatch | None = None
+        self.adapter = adapter
 
     def reset(self) -> None:
         """Forget all stream state (a new capture starts)."""
@@ -51,12 +59,16 @@ class Engine:
 
     def process(self, frames: FrameBatch) -> ClassifiedBatch:
         """Parse, extract features, classify and attribute one batch."""
+        if self.adapter is not None:
+            self._swap_in(self.adapter.take_ready())
         headers = parse_headers(frames)
         if self.detector is None:
             features = self.extractor.transform_sessions(frames, headers)
         else:
             features = self.extractor.transform(frames, headers)
         self.last_features = features
+        if self.adapter is not None and self.detector is not None:
+            self.adapter.observe(features)
         n = len(headers)
         src_dev, dst_dev = self.index.attribute(headers)
         anomaly = None
@@ -82,3 +94,10 @@ class Engine:
             anomaly=anomaly,
             devices=self.devices,
         )
+
+    def _swap_in(self, site_model: Detector | None) -> None:
+        """Start classifying with ``site_model`` (same classes and features, fresh sessions)."""
+        if site_model is None:
+            return
+        site_model.reset()
+        self.detector = site_model

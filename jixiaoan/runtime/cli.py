@@ -46,6 +46,12 @@ def add_monitor_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--email", action=argparse.BooleanOptionalAction, default=None,
                    help="send alert e-mails (default: the saved setting)")
     s.add_argument("--bpf", help="capture filter (tcpdump syntax)")
+    s.add_argument("--adapt-after", type=float, metavar="SECONDS",
+                   help="adapt the model to this network on its first SECONDS of traffic, in "
+                   "the background, and switch to the site model when it is ready")
+    s.add_argument("--adapt-labels", metavar="CSV", help="labelled corpus mixed into the "
+                   "adaptation (default: the one named in the model card, if present)")
+    s.add_argument("--adapt-out", metavar="DIR", help="also save the site model here")
     s.add_argument("--config", help="settings file (default: the user's config.json)")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--interval", type=float, default=1.0, help="seconds between status lines")
@@ -132,7 +138,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         iface=args.iface or "", replay=args.replay or "", speed=args.speed, devices=devices,
         db_path=args.db or "", model_dir=_model_dir(args), threshold=args.threshold,
         min_packets=args.min_packets, window_s=args.window, cooldown_s=args.cooldown,
-        email=args.email, bpf=args.bpf,
+        email=args.email, bpf=args.bpf, adapt_after_s=args.adapt_after,
+        adapt_labels=args.adapt_labels, adapt_out=args.adapt_out,
     )
     if args.replay and not Path(args.replay).is_file():
         return _user_error(f"capture not found: {args.replay}")

@@ -31,6 +31,10 @@ class MonitorOptions:
     db_path: str = ""  # '' = the configured database
     model_dir: str | None = None
     detector: Detector | None = None
+    # live site adaptation (engine.site_adapter): adapt on the first this many seconds
+    adapt_after_s: float | None = None
+    adapt_labels: str | None = None  # labelled corpus to mix in ('' / None: the model card's)
+    adapt_out: str | None = None  # save the site model here
     # alert rule overrides
     threshold: float | None = None
     clear_threshold: float | None = None

@@ -30,6 +30,7 @@ from jixiaoan.engine.batch import ClassifiedBatch, Device
 from jixiaoan.engine.live import InferenceWorker
 from jixiaoan.engine.offline import discover_devices
 from jixiaoan.engine.pipeline import Engine
+from jixiaoan.engine.site_adapter import LiveAdapter
 from jixiaoan.runtime.discovery import LiveDiscovery
 from jixiaoan.runtime.engine_setup import load_model, warm_up_frames
 from jixiaoan.runtime.latency import LatencyRecorder
@@ -60,7 +61,8 @@ class MonitorSession:
         )
         self._discover = False
         devices = self._initial_devices()
-        self.engine = Engine(devices, self.detector)
+        self.adapter = self._make_adapter(options)
+        self.engine = Engine(devices, self.detector, adapter=self.adapter)
         self.queue = FrameQueue(
             max_batches=options.queue_batches or self.cfg.capture.queue_size,
             max_packets=options.queue_packets,
@@ -96,6 +98,21 @@ class MonitorSession:
         self._final_mail: MailerStats | None = None
 
     # ---- building ---------------------------------------------------------------------------
+
+    def _make_adapter(self, options: MonitorOptions) -> LiveAdapter | None:
+        """The live site adapter when asked for (raises ValueError without an ESeT model)."""
+        if options.adapt_after_s is None:
+            return None
+        if self.detector is None:
+            raise ValueError("site adaptation needs a model")
+        from jixiaoan.model.site_eval import labelled_corpus_for
+
+        model = self.detector
+        return LiveAdapter(
+            model, options.adapt_after_s,
+            labelled=lambda: labelled_corpus_for(model, options.adapt_labels),
+            out_dir=options.adapt_out,
+        )
 
     def _initial_devices(self) -> list[Device]:
         opts = self.options
@@ -146,7 +163,11 @@ class MonitorSession:
         """Run the engine once on a few synthetic packets, then forget them, so that loading
         compiled kernels (and the model's first call) does not stall the first live batch."""
         t0 = time.perf_counter()
-        self.engine.process(warm_up_frames())
+        adapter, self.engine.adapter = self.engine.adapter, None  # not site traffic
+        try:
+            self.engine.process(warm_up_frames())
+        finally:
+            self.engine.adapter = adapter
         self.engine.reset()
         log.debug("engine warmed up in %.2f s", time.perf_counter() - t0)
 
@@ -340,7 +361,8 @@ class MonitorSession:
         mail = self.mail_stats()
         snap = self.alerting.tracker.snapshot(self._capture_now())
         rows = device_rows(snap, list(self.engine.devices))
-        errors = [e for e in (w.last_error, s.last_error) if e]
+        adapter_error = self.adapter.error if self.adapter is not None else ""
+        errors = [e for e in (w.last_error, s.last_error, adapter_error) if e]
         src_error = getattr(self.source, "error", None)
         if src_error is not None:
             errors.insert(0, str(src_error))
@@ -375,4 +397,5 @@ class MonitorSession:
             latency_p99_s=self.latency.percentile(99),
             errors=errors,
             devices=rows,
+            adaptation=self.adapter.describe() if self.adapter is not None else "",
         )

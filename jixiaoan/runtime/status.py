@@ -63,6 +63,7 @@ class MonitorStatus:
     latency_p99_s: float = math.nan
     errors: list[str] = field(default_factory=list)
     devices: list[DeviceStatus] = field(default_factory=list)
+    adaptation: str = ""  # live site adaptation state, '' when not asked for
 
     @property
     def dropped(self) -> int:
@@ -84,6 +85,8 @@ class MonitorStatus:
             parts.append(f"lat p99 {self.latency_p99_s * 1000:.0f} ms")
         mail = f"mail {self.mails_sent} ok/{self.mails_failed} failed"
         parts.append(f"alerts {self.alerts_fired} ({mail})")
+        if self.adaptation:
+            parts.append(self.adaptation)
         busiest = sorted(self.devices, key=lambda d: -d.packets_per_s)[:max_devices]
         for d in busiest:
             share = f" {d.window_share:.0%} bad" if self.model else ""
