@@ -48,6 +48,8 @@ CONFIGS = {
     "bd15": {"det": {"byte_dropout": 0.15}},
     "bd30": {"det": {"byte_dropout": 0.30}},
     "fpb_bd15": {**FPB, "det": {"byte_dropout": 0.15}},
+    "d32": {"det": {"d_model": 32, "d_ff": 64}},  # the smaller DETs of bench_det_backends
+    "l1": {"det": {"n_layers": 1}},
 }
 METRICS = ("f1", "precision", "recall", "fpr")
 FLAG_TAGS = {"mask_host_fields": "masked", "host_frequency": "hostfreq"}
