@@ -119,13 +119,17 @@ class _ShardStream:
     def _alloc(self, slots: int) -> None:
         """Caches for ``slots`` sessions, allocated once and never zeroed: a slot's rows are
         read only after its session wrote them, and untouched pages cost no memory, so growing
-        (copying every cache in the middle of a flood of new sessions) is never needed."""
+        (copying every cache in the middle of a flood of new sessions) is never needed. A reset
+        keeps caches of the right size (their pages are already mapped)."""
         d, r, layers = self.model.cfg.d_model, self._ring, self.model.cfg.n_layers
         self._count = np.zeros(slots, dtype=np.int64)
         self._last_ts = np.full(slots, -np.inf)
         self._used = np.zeros(slots, dtype=np.int64)
-        self._k = [torch.empty(slots * r, d) for _ in range(layers)]
-        self._v = [torch.empty(slots * r, d) for _ in range(layers)]
+        shape = (slots * r, d)
+        old = getattr(self, "_k", None)
+        if not (old and len(old) == layers and tuple(old[0].shape) == shape):
+            self._k = [torch.empty(shape) for _ in range(layers)]
+            self._v = [torch.empty(shape) for _ in range(layers)]
         self._free = np.arange(slots - 1, -1, -1, dtype=np.int64)  # pop from the end
 
     def _grow(self, need: int) -> None:
