@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--packets", type=int, default=250_000)
     s.add_argument("--model", help="model directory (default: the shipped model)")
     s.add_argument("--only", help="comma list of stages to run")
+    s.add_argument("--repeats", type=int, default=3,
+                   help="runs of the model and analyze stages; the best is reported")
     s.set_defaults(func=cmd_bench)
     return p
 
