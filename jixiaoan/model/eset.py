@@ -42,6 +42,7 @@ from jixiaoan.model.persist import load_model_dir, save_model_dir
 from jixiaoan.model.verdict import BENIGN, TrainingData, Verdicts
 
 KIND = "eset"
+SMALL_DET = {"d_model": 32, "d_ff": 64}
 log = logging.getLogger(__name__)
 
 
@@ -76,7 +77,10 @@ class ESeTConfig:
     file_cap: int = DEFAULT_FILE_CAP
     min_growth: float = 0.01
     seed: int = 0
-    det: dict = field(default_factory=dict)  # DETConfig overrides
+    # DETConfig overrides. The product trains a narrower DET than ESET.md's d_model 64: over
+    # 4-6 seeds it was as accurate (test F1 0.67 vs 0.60 at 10 %, 0.70 vs 0.39 at 1 %) and
+    # 1.7x faster in inference (docs/eval/README.md, "Session 5").
+    det: dict = field(default_factory=lambda: dict(SMALL_DET))
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
