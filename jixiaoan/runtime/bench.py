@@ -9,7 +9,9 @@ root, iproute2 and tcpreplay. ``run_live_bench`` is what ``jixiaoan bench --live
 
 from __future__ import annotations
 
+import os
 import re
+import resource
 import shutil
 import tempfile
 import time
@@ -50,6 +52,11 @@ class LiveRun:
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
+    # CPU seconds over the run, by process (2 cores give 2 CPU-seconds per wall second)
+    wall_s: float = 0.0
+    cpu_monitor_s: float = 0.0  # capture + engine threads (the monitor's own process)
+    cpu_tcpreplay_s: float = 0.0
+    cpu_store_s: float = 0.0  # the store's child process, same span (0 when in the monitor)
 
     @property
     def lost(self) -> int:
@@ -65,7 +72,9 @@ class LiveRun:
             f"store {self.dropped_store:,})  offered {self.offered_pps:>9,.0f} pkt/s "
             f"{self.offered_mbps:6.1f} Mb/s  engine {self.engine_pps:>9,.0f} pkt/s  "
             f"latency p50 {self.latency_p50_ms:6.1f} ms p99 {self.latency_p99_ms:6.1f} ms "
-            f"max {self.latency_max_ms:6.1f} ms"
+            f"max {self.latency_max_ms:6.1f} ms  CPU s: monitor {self.cpu_monitor_s:.1f} "
+            f"tcpreplay {self.cpu_tcpreplay_s:.1f} store {self.cpu_store_s:.1f} "
+            f"in {self.wall_s:.1f} s"
         )
 
 
@@ -169,13 +178,17 @@ def run_rate(pair, capture: Path, rate: str, devices, model_dir: str | None, tmp
         session.start()
     try:
         time.sleep(0.3)
-        t0 = time.monotonic()
+        store_pid = getattr(session.store, "pid", None)
+        t0, self0, kids0 = time.monotonic(), _cpu(resource.RUSAGE_SELF), _cpu_children()
+        store0 = _proc_cpu(store_pid)
         res = pair.run(1, ["tcpreplay", "-i", pair.ifaces[1], f"--limit={packets}",
                            *_tcpreplay_args(rate), str(capture)])
+        kids1 = _cpu_children()  # tcpreplay has been waited for: only it is counted here
         if res.returncode != 0:
             raise RuntimeError(f"tcpreplay failed: {res.stderr.strip()}")
         _settle(session)
         elapsed = time.monotonic() - t0
+        self1, store1 = _cpu(resource.RUSAGE_SELF), _proc_cpu(store_pid)
     finally:
         session.stop()
     s = session.status()
@@ -195,7 +208,32 @@ def run_rate(pair, capture: Path, rate: str, devices, model_dir: str | None, tmp
         latency_p50_ms=session.latency.percentile(50) * 1000,
         latency_p99_ms=session.latency.percentile(99) * 1000,
         latency_max_ms=session.latency.max_s * 1000,
+        wall_s=elapsed,
+        cpu_monitor_s=self1 - self0,
+        cpu_tcpreplay_s=kids1 - kids0,
+        cpu_store_s=store1 - store0,
     )
+
+
+def _cpu(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_children() -> float:
+    """CPU seconds of the terminated, waited-for child processes so far."""
+    return _cpu(resource.RUSAGE_CHILDREN)
+
+
+def _proc_cpu(pid: int | None) -> float:
+    """CPU seconds of a running process so far (Linux /proc; 0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_live_bench(

@@ -249,6 +249,11 @@ class ProcessStore:
             self._proc.terminate()
         self._reader.join(5)
 
+    @property
+    def pid(self) -> int | None:
+        """The child process's id (benchmarks read its CPU time)."""
+        return self._proc.pid
+
     def counters(self) -> StoreCounters:
         """The child's last counters, with the batches dropped here added."""
         with self._lock:
