@@ -1,9 +1,9 @@
-"""KitNET scoring: the fused numba kernel against the batched torch modules, same model.
+"""KitNET scoring: fused numba kernel, block-diagonal dense form and batched torch modules.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_kitnet_score.py [--model models/default]
 
-``KitNET.score`` takes the kernel up to ``KERNEL_MAX_ROWS`` rows and torch above.
-Rows are AfterImage-like features (non-negative, mixed scales); both paths score the same
+``KitNET.score`` takes the kernel up to ``KERNEL_MAX_ROWS`` rows and the dense form above.
+Rows are AfterImage-like features (non-negative, mixed scales); all paths score the same
 batches, interleaved, best of three rounds per batch size.
 """
 
@@ -39,13 +39,15 @@ def main() -> None:
     scale = rng.choice([1.0, 100.0, 1e4], size=kit.n_features).astype(np.float32)
     X = (np.abs(rng.normal(0, 1, (16384, kit.n_features))) * scale).astype(np.float32)
     print(f"{len(kit.groups)} group autoencoders over {kit.n_features} features")
-    print("| batch | fused kernel µs/pkt | torch µs/pkt | kernel pkt/s |")
-    print("|---|---|---|---|")
-    for n in (50, 300, 2048, 16384):
+    print("| batch | fused kernel µs/pkt | dense µs/pkt | torch µs/pkt | score() pkt/s |")
+    print("|---|---|---|---|---|")
+    for n in (50, 128, 256, 512, 2048, 16384):
         x = X[:n]
         fused = best_us_per_row(kit.score_fused, x)
+        dense = best_us_per_row(kit.score_dense, x)
         torch_path = best_us_per_row(kit.score_torch, x)
-        print(f"| {n} | {fused:.2f} | {torch_path:.2f} | {1e6 / fused:,.0f} |")
+        chosen = best_us_per_row(kit.score, x)
+        print(f"| {n} | {fused:.2f} | {dense:.2f} | {torch_path:.2f} | {1e6 / chosen:,.0f} |")
 
 
 if __name__ == "__main__":

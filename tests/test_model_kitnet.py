@@ -165,15 +165,21 @@ def test_fused_kernel_matches_the_torch_modules(log_scale: bool) -> None:
     model = KitNET(max_group=5, seed=3, log_scale=log_scale).fit(X, epochs=2)
     Y = rng.normal(0, 3, (300, 23)) * 100
     Y[0, 0], Y[1, 1], Y[2, 2] = np.nan, np.inf, -np.inf
-    fused, ref = model.score(Y), model.score_torch(Y)
-    assert fused.dtype == np.float32 and fused.shape == (300,)
+    fused, ref = model.score_fused(Y), model.score_torch(Y)
+    assert model.score(Y).dtype == np.float32 and model.score(Y).shape == (300,)
+    np.testing.assert_allclose(model.score(Y), ref, rtol=2e-4, atol=1e-6)
     assert np.isfinite(fused).all()
     np.testing.assert_allclose(fused, ref, rtol=2e-4, atol=1e-6)
     assert model.score(Y[:0]).shape == (0,)
-    big = np.vstack([Y] * 4)  # above KERNEL_MAX_ROWS: the torch path, same figures
+    small = Y[:KERNEL_MAX_ROWS]  # the fused kernel up to KERNEL_MAX_ROWS, the dense form above
+    np.testing.assert_allclose(model.score(small), fused[:KERNEL_MAX_ROWS], rtol=1e-6)
+    np.testing.assert_allclose(model.score_dense(Y), ref, rtol=2e-4, atol=1e-6)
+    big = np.vstack([Y] * 4)
     assert len(big) > KERNEL_MAX_ROWS
     np.testing.assert_allclose(model.score(big), np.tile(fused, 4), rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(model.score(big), np.tile(model.score_dense(Y), 4), rtol=1e-6)
     np.testing.assert_allclose(model.score_fused(big), np.tile(fused, 4), rtol=1e-6)
     # refitting drops the cached kernel arrays: scores follow the new weights
     model.fit(X[::-1].copy(), epochs=1)
     np.testing.assert_allclose(model.score(Y), model.score_torch(Y), rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(model.score_fused(Y), model.score_torch(Y), rtol=2e-4, atol=1e-6)

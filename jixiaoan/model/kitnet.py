@@ -24,8 +24,8 @@ Pipeline fitted by :meth:`KitNET.fit` on AfterImage features ``X`` (n, 100):
 4. The vector of group RMSEs, min-max normalised on the training data, feeds the output
    autoencoder (same design, one group), trained after the ensemble. Its RMSE is the score.
 
-Everything needed to score is exported by :meth:`KitNET.state` as plain arrays plus a JSON
-config, and saved with :mod:`jixiaoan.model.persist` (safetensors, no pickle).
+Scoring: a fused numba kernel for small batches, a block-diagonal dense form for big ones,
+the batched torch modules as the reference. Saved by :meth:`KitNET.state` (safetensors).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jixiaoan.model.kitnet_dense import dense_autoencoders, dense_rmse
 from jixiaoan.model.kitnet_kernels import pack_autoencoders, score_kernel
 from jixiaoan.model.kitnet_mapper import map_features
 from jixiaoan.model.persist import (
@@ -50,7 +51,7 @@ from jixiaoan.model.persist import (
     unpack_ragged,
 )
 
-KERNEL_MAX_ROWS = 1024  # measured crossover of the two scoring paths (BENCHMARKS.md)
+KERNEL_MAX_ROWS = 256  # measured crossover of the fused kernel and the dense path (BENCHMARKS.md)
 _CLIP = 1e6  # normalised inputs are clipped to +-_CLIP so squared errors stay finite in float32
 
 
@@ -171,6 +172,7 @@ class KitNET:
         self.n_features = 0
         self.epochs_run = 0
         self._packed = None  # scoring arrays of the fitted modules (built on first score)
+        self._dense = None
 
     @property
     def is_fitted(self) -> bool:
@@ -212,7 +214,7 @@ class KitNET:
         )
         self.groups = map_features(rows, cfg.max_group, cfg.signed_corr, cfg.linkage)
         gen = torch.Generator().manual_seed(cfg.seed)
-        self._packed = None
+        self._packed = self._dense = None
         self.ensemble = GroupAutoencoders(self.groups, cfg.hidden_ratio, gen)
         Xt = torch.from_numpy(Xn)
         self.epochs_run = _train(self.ensemble, Xt, epochs, cfg, batch_size, gen)
@@ -240,18 +242,32 @@ class KitNET:
     def score(self, X: np.ndarray) -> np.ndarray:
         """Anomaly score (output autoencoder RMSE) per row, float32 (n,). Batches of up to
         ``KERNEL_MAX_ROWS`` go through the fused kernel of ``kitnet_kernels`` (no per-call
-        torch overhead: live batches), bigger ones through :meth:`score_torch` (whose
-        multi-threaded matrix products win there); both give the same figures."""
+        torch overhead: small live batches), bigger ones through :meth:`score_dense` (a few
+        large matrix products); both give the figures of :meth:`score_torch`."""
         if len(X) > KERNEL_MAX_ROWS:
-            return self.score_torch(X)
+            return self.score_dense(X)
         return self.score_fused(X)
+
+    def _packed_modules(self):
+        if self._packed is None:
+            self._packed = (pack_autoencoders(self.ensemble), pack_autoencoders(self.output))
+        return self._packed
+
+    def score_dense(self, X: np.ndarray) -> np.ndarray:
+        """``score`` through the block-diagonal dense form (``kitnet_dense``), any batch size."""
+        self._check(X)
+        if self._dense is None:
+            self._dense = tuple(dense_autoencoders(p) for p in self._packed_modules())
+        ens, outer = self._dense
+        with torch_threads(self.config.threads), torch.no_grad():
+            rmse = dense_rmse(torch.from_numpy(self._normalise(X)), ens).numpy()
+            rn = torch.from_numpy(self._normalise_rmse(rmse))
+            return dense_rmse(rn, outer)[:, 0].numpy()
 
     def score_fused(self, X: np.ndarray) -> np.ndarray:
         """``score`` through the fused, single-threaded numba kernel, whatever the batch size."""
         self._check(X)
-        if self._packed is None:
-            self._packed = (pack_autoencoders(self.ensemble), pack_autoencoders(self.output))
-        ens, outer = self._packed
+        ens, outer = self._packed_modules()
         return score_kernel(
             np.ascontiguousarray(X, dtype=np.float32), bool(self.config.log_scale),
             self.norm_min, self.norm_span, _CLIP, ens, outer, self.out_min, self.out_span,
