@@ -1,6 +1,7 @@
 """Build a large Ethernet pcap for benchmarks by concatenating real captures.
 
 Usage: .venv/bin/python benchmarks/make_bench_capture.py OUT.pcap [--packets N] [--source DIR]
+       [--min-frame BYTES] [--max-frame BYTES]   (e.g. 1000 and 1514: a bulk-transfer mix)
 
 Sources: ../shared/datasets when present, else tests/data (repeated until N packets).
 Only Ethernet frames are kept (classic pcap has one link type); every file is shifted in time
@@ -35,8 +36,11 @@ def capture_files(source: Path | None) -> list[Path]:
     raise SystemExit("no capture files found")
 
 
-def build(out: Path, packets: int, files: list[Path]) -> int:
-    """Write at least ``packets`` Ethernet frames from ``files`` (cycled) to ``out``."""
+def build(
+    out: Path, packets: int, files: list[Path], min_frame: int = 0, max_frame: int = 1 << 20
+) -> int:
+    """Write at least ``packets`` Ethernet frames from ``files`` (cycled) to ``out``; only
+    frames of ``min_frame`` to ``max_frame`` captured bytes."""
     written, clock = 0, 1_700_000_000.0
     with PcapWriter(out, linktype=LINKTYPE_ETHERNET) as writer:
         while written < packets:
@@ -45,7 +49,9 @@ def build(out: Path, packets: int, files: list[Path]) -> int:
                 previous = None
                 try:
                     for batch in read_capture(path):
-                        batch = batch.take(batch.linktype == LINKTYPE_ETHERNET)
+                        keep = batch.linktype == LINKTYPE_ETHERNET
+                        size = batch.caplen
+                        batch = batch.take(keep & (size >= min_frame) & (size <= max_frame))
                         if not len(batch):
                             continue
                         previous = batch.ts[0] if previous is None else previous
@@ -70,9 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--packets", type=int, default=300_000)
     parser.add_argument("--source", type=Path, default=None)
+    parser.add_argument("--min-frame", type=int, default=0, help="drop shorter frames")
+    parser.add_argument("--max-frame", type=int, default=1 << 20, help="drop longer frames")
     args = parser.parse_args(argv)
     files = capture_files(args.source)
-    n = build(args.out, args.packets, files)
+    n = build(args.out, args.packets, files, args.min_frame, args.max_frame)
     size = args.out.stat().st_size / 1e6
     print(f"wrote {args.out}: {n} packets from {len(files)} files, {size:.1f} MB")
     return 0
