@@ -30,6 +30,22 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
+@pytest.fixture(scope="session")
+def tiny_eset_data():
+    """The small synthetic ESeT training corpus (``test_model_eset_support``)."""
+    from tests.test_model_eset_support import tiny_training
+
+    return tiny_training()
+
+
+@pytest.fixture(scope="session")
+def tiny_eset(tiny_eset_data):
+    """A tiny ESeT trained once on ``tiny_eset_data`` for the whole run; tests reset it."""
+    from tests.test_model_eset_support import tiny_trained
+
+    return tiny_trained(tiny_eset_data)
+
+
 @pytest.fixture(autouse=True)
 def _unfreeze_garbage_collector():
     """The desktop app exempts its long-lived objects from the cyclic collector

@@ -7,34 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_model_eset_support import synthetic_files, synthetic_training
+from test_model_eset_support import TINY_ESET, synthetic_files
 
 from jixiaoan.capture.pcapfile import read_capture
 from jixiaoan.config import Config
 from jixiaoan.engine import site_adapter as sa
 from jixiaoan.engine.pipeline import Engine
-from jixiaoan.model.eset import ESeT, ESeTConfig
+from jixiaoan.model.eset import ESeT
 from jixiaoan.runtime.options import MonitorOptions
 from jixiaoan.runtime.session import MonitorSession
 
-TINY = ESeTConfig(
-    rounds=1, pretrain_epochs=2, round_epochs=1, pool_max=1500, train_max=1500,
-    kitnet_max=2000, kitnet_epochs=1, kitnet_min_steps=10,
-    det={"d_model": 16, "n_heads": 2, "d_ff": 32},
-)
 DEMO = Path(__file__).parent.parent / "assets" / "demo" / "capture.pcap"
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_training(n_files=4, sessions=60, fraction=0.3, seed=0)
-
-
-@pytest.fixture(scope="module")
-def trained(data):
-    model = ESeT(TINY)
-    model.learn_many(data)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +31,18 @@ def _feed(adapter, batch, step=200):
         adapter.observe(batch.take(np.arange(start, min(start + step, len(batch)))))
 
 
-def test_the_window_is_collected_then_the_site_model_is_handed_over_once(trained, data, site):
+def test_the_window_is_collected_then_the_site_model_is_handed_over_once(
+    tiny_eset, tiny_eset_data, site
+):
     after = float(np.quantile(site.ts - site.ts.min(), 0.5))
-    adapter = sa.LiveAdapter(trained, after, labelled=lambda: data, rounds=1)
+    adapter = sa.LiveAdapter(tiny_eset, after, labelled=lambda: tiny_eset_data, rounds=1)
     assert adapter.state == sa.COLLECTING and adapter.take_ready() is None
     _feed(adapter, site)
     assert adapter.state in (sa.ADAPTING, sa.READY)
     assert adapter.join(timeout=120)
     assert adapter.state == sa.READY, adapter.error
     model = adapter.take_ready()
-    assert isinstance(model, ESeT) and model is not trained and model.name.endswith("-site")
+    assert isinstance(model, ESeT) and model is not tiny_eset and model.name.endswith("-site")
     expected = int((site.ts <= site.ts.min() + after).sum())
     assert model.info["site_packets"] == expected
     assert model.info["labelled_files"] > 0
@@ -65,8 +50,8 @@ def test_the_window_is_collected_then_the_site_model_is_handed_over_once(trained
     assert "site model active" in adapter.describe()
 
 
-def test_the_packet_cap_ends_the_window_early(trained, site, tmp_path):
-    adapter = sa.LiveAdapter(trained, 1e9, labelled=None, max_packets=300, rounds=1,
+def test_the_packet_cap_ends_the_window_early(tiny_eset, site, tmp_path):
+    adapter = sa.LiveAdapter(tiny_eset, 1e9, labelled=None, max_packets=300, rounds=1,
                              out_dir=tmp_path / "site")
     _feed(adapter, site, step=128)
     assert adapter.join(timeout=120) and adapter.state == sa.READY, adapter.error
@@ -74,35 +59,35 @@ def test_the_packet_cap_ends_the_window_early(trained, site, tmp_path):
     assert (tmp_path / "site" / "card.json").exists()  # saved where asked
 
 
-def test_a_failed_adaptation_is_reported_and_the_original_model_stays(trained, site):
+def test_a_failed_adaptation_is_reported_and_the_original_model_stays(tiny_eset, site):
     def broken():
         raise OSError("labelled corpus unreadable")
 
-    adapter = sa.LiveAdapter(trained, 1.0, labelled=broken, rounds=1)
+    adapter = sa.LiveAdapter(tiny_eset, 1.0, labelled=broken, rounds=1)
     _feed(adapter, site)
     assert adapter.join(timeout=60)
     assert adapter.state == sa.FAILED and "labelled corpus unreadable" in adapter.error
     assert adapter.take_ready() is None
 
 
-def test_only_a_trained_eset_can_be_adapted(trained):
+def test_only_a_trained_eset_can_be_adapted(tiny_eset):
     with pytest.raises(ValueError, match="ESeT"):
-        sa.LiveAdapter(ESeT(TINY), 10.0)
+        sa.LiveAdapter(ESeT(TINY_ESET), 10.0)
     with pytest.raises(ValueError, match="longer than 0"):
-        sa.LiveAdapter(trained, 0.0)
+        sa.LiveAdapter(tiny_eset, 0.0)
 
 
-def test_the_engine_swaps_the_site_model_in_at_a_batch_boundary(trained):
-    adapter = sa.LiveAdapter(trained, 20.0, labelled=None, rounds=1)
-    engine = Engine([], trained, adapter=adapter)
+def test_the_engine_swaps_the_site_model_in_at_a_batch_boundary(tiny_eset):
+    adapter = sa.LiveAdapter(tiny_eset, 20.0, labelled=None, rounds=1)
+    engine = Engine([], tiny_eset, adapter=adapter)
     batches = list(read_capture(str(DEMO), batch_size=2048))
     engine.process(batches[0])
     while adapter.state == sa.COLLECTING:
         engine.process(batches.pop(1))
-    assert engine.detector is trained
+    assert engine.detector is tiny_eset
     assert adapter.join(timeout=120) and adapter.state == sa.READY, adapter.error
     out = engine.process(batches[1])
-    assert engine.detector is not trained and engine.detector.name.endswith("-site")
+    assert engine.detector is not tiny_eset and engine.detector.name.endswith("-site")
     assert adapter.state == sa.ACTIVE and len(out.is_bad) == len(batches[1])
 
 
@@ -112,9 +97,9 @@ def test_a_monitor_without_a_model_cannot_adapt(tmp_path):
         MonitorSession(Config(), opts)
 
 
-def test_a_replayed_monitor_adapts_and_reports_it(trained, tmp_path):
+def test_a_replayed_monitor_adapts_and_reports_it(tiny_eset, tmp_path):
     opts = MonitorOptions(replay=str(DEMO), speed=0.0, db_path=str(tmp_path / "m.db"),
-                          detector=trained, adapt_after_s=30.0)
+                          detector=tiny_eset, adapt_after_s=30.0)
     session = MonitorSession(Config(), opts).start()
     try:
         assert session.wait_finished(timeout=120)
