@@ -152,12 +152,14 @@ def replay_capacity(capture: Path, devices, model_dir: str | None, tmp: Path,
                           db_path=str(tmp / "capacity.sqlite3"), model_dir=model_dir,
                           store_process=store_process)
     session = MonitorSession(Config(), opts)
+    session.warm_up()  # compiled kernels and the model's first call are not throughput
+    opts.warm_up = False
     t0 = time.monotonic()
     session.start()
     try:
         session.wait_finished(timeout=600)
     finally:
-        session.stop()
+        session.stop()  # flushes: every row is committed when it returns
     elapsed = time.monotonic() - t0
     n = session.status().classified
     return n, n / elapsed if elapsed > 0 else 0.0
