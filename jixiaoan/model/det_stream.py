@@ -21,6 +21,9 @@ import torch
 from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.det import DET, session_order
 from jixiaoan.model.det_kernels import band_attention
+from jixiaoan.model.kitnet import torch_threads
+
+SMALL_BATCH = 512  # fewer packets than this run on one torch thread (BENCHMARKS.md, session 5)
 
 
 class DETStream:
@@ -58,8 +61,13 @@ class DETStream:
             shard.reset()
 
     def predict_proba(self, batch: FeatureBatch) -> np.ndarray:
-        """Class probabilities (n, C) float32; updates the per-session caches."""
+        """Class probabilities (n, C) float32; updates the per-session caches. A batch of
+        fewer than ``SMALL_BATCH`` packets runs on one torch thread: waking idle threads for
+        each of its ~40 small operations costs more than it saves (twice the time at 256)."""
         if self._pool is None:
+            if len(batch) < SMALL_BATCH and torch.get_num_threads() > 1:
+                with torch_threads(1):
+                    return self._shards[0].predict_proba(batch)
             return self._shards[0].predict_proba(batch)
         session = np.asarray(batch.session, dtype=np.int64)
         mixed = (session.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
