@@ -21,7 +21,7 @@ import torch
 from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.det import DET, session_order
 from jixiaoan.model.det_kernels import band_attention
-from jixiaoan.model.kitnet import torch_threads
+from jixiaoan.model.threads import torch_threads
 
 SMALL_BATCH = 512  # fewer packets than this run on one torch thread (BENCHMARKS.md, session 5)
 

@@ -30,10 +30,8 @@ the batched torch modules as the reference. Saved by :meth:`KitNET.state` (safet
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -50,6 +48,7 @@ from jixiaoan.model.persist import (
     save_model_dir,
     unpack_ragged,
 )
+from jixiaoan.model.threads import torch_threads
 
 KERNEL_MAX_ROWS = 256  # measured crossover of the fused kernel and the dense path (BENCHMARKS.md)
 _CLIP = 1e6  # normalised inputs are clipped to +-_CLIP so squared errors stay finite in float32
@@ -127,22 +126,6 @@ class GroupAutoencoders(torch.nn.Module):
     def rmse(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample, per-group RMSE, (B, G)."""
         return torch.sqrt(self.squared_error(x) / self.sizes[:, None]).transpose(0, 1)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads (0: unchanged), then restore the old value.
-
-    On a loaded machine one thread is often much faster than two that wait for each other.
-    """
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n > 0:
-            torch.set_num_threads(old)
 
 
 def _fit_minmax(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Engine pieces a monitor needs before it starts: the model and a warm-up batch."""
+"""Engine pieces a monitor needs before it starts: the model, the live site adapter and a
+warm-up batch."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from jixiaoan.capture.batch import FrameBatch
+from jixiaoan.engine.site_adapter import LiveAdapter
 from jixiaoan.model.verdict import Detector
+from jixiaoan.runtime.options import MonitorOptions
 
 
 def warm_up_frames() -> FrameBatch:
@@ -43,3 +46,19 @@ def load_model(model_dir: str | None) -> Detector | None:
     if not (path / "card.json").exists():
         raise ValueError(f"no model at {path} (expected card.json and weights.safetensors)")
     return ESeT.load(str(path))
+
+
+def live_adapter(detector: Detector | None, options: MonitorOptions) -> LiveAdapter | None:
+    """The live site adapter when ``options.adapt_after_s`` asks for one (ValueError without
+    a trained ESeT model)."""
+    if options.adapt_after_s is None:
+        return None
+    if detector is None:
+        raise ValueError("site adaptation needs a model")
+    from jixiaoan.model.site_eval import labelled_corpus_for
+
+    return LiveAdapter(
+        detector, options.adapt_after_s,
+        labelled=lambda: labelled_corpus_for(detector, options.adapt_labels),
+        out_dir=options.adapt_out,
+    )

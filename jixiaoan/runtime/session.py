@@ -30,9 +30,8 @@ from jixiaoan.engine.batch import ClassifiedBatch, Device
 from jixiaoan.engine.live import InferenceWorker
 from jixiaoan.engine.offline import discover_devices
 from jixiaoan.engine.pipeline import Engine
-from jixiaoan.engine.site_adapter import LiveAdapter
 from jixiaoan.runtime.discovery import LiveDiscovery
-from jixiaoan.runtime.engine_setup import load_model, warm_up_frames
+from jixiaoan.runtime.engine_setup import live_adapter, load_model, warm_up_frames
 from jixiaoan.runtime.latency import LatencyRecorder
 from jixiaoan.runtime.options import MonitorOptions, alert_config
 from jixiaoan.runtime.status import MonitorStatus, device_rows
@@ -61,7 +60,7 @@ class MonitorSession:
         )
         self._discover = False
         devices = self._initial_devices()
-        self.adapter = self._make_adapter(options)
+        self.adapter = live_adapter(self.detector, options)
         self.engine = Engine(devices, self.detector, adapter=self.adapter)
         self.queue = FrameQueue(
             max_batches=options.queue_batches or self.cfg.capture.queue_size,
@@ -98,21 +97,6 @@ class MonitorSession:
         self._final_mail: MailerStats | None = None
 
     # ---- building ---------------------------------------------------------------------------
-
-    def _make_adapter(self, options: MonitorOptions) -> LiveAdapter | None:
-        """The live site adapter when asked for (raises ValueError without an ESeT model)."""
-        if options.adapt_after_s is None:
-            return None
-        if self.detector is None:
-            raise ValueError("site adaptation needs a model")
-        from jixiaoan.model.site_eval import labelled_corpus_for
-
-        model = self.detector
-        return LiveAdapter(
-            model, options.adapt_after_s,
-            labelled=lambda: labelled_corpus_for(model, options.adapt_labels),
-            out_dir=options.adapt_out,
-        )
 
     def _initial_devices(self) -> list[Device]:
         opts = self.options
