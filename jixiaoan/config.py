@@ -132,6 +132,8 @@ class Config:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     model_dir: str = ""
+    # adapt the model to the watched network on its first this many seconds (0: never)
+    adapt_after_s: float = field(default=0.0, metadata=_check(_non_negative, "0 or more seconds"))
     device_names: dict[str, str] = field(default_factory=dict)
 
     def resolved_db_path(self) -> Path:

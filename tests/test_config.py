@@ -47,7 +47,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     cfg.smtp.recipients = ["a@example.org", "b@example.org"]
     cfg.capture.interface, cfg.capture.bpf_filter, cfg.capture.batch_size = "wlan0", "ip", 256
     cfg.storage.db_path, cfg.storage.retention_rows = "/data/j.sqlite3", 1000
-    cfg.model_dir = "/models"
+    cfg.model_dir, cfg.adapt_after_s = "/models", 300.0
     cfg.set_device_name("AA-BB-CC-DD-EE-FF", "  客厅摄像头 ")
     path = save_config(cfg, tmp_path / "sub" / "config.json")
     loaded, problems = load_config(path)
@@ -98,6 +98,7 @@ def test_wrong_types_and_bad_values_take_defaults_and_are_reported(tmp_path):
         "capture": "eth0",
         "storage": {"retention_days": None},
         "model_dir": 3,
+        "adapt_after_s": -5,
         "device_names": {"not-a-mac": "x", "02:00:00:00:00:01": 7, "02:00:00:00:00:02": "tv"},
     }))
     cfg, problems = load_config(path)
@@ -110,15 +111,17 @@ def test_wrong_types_and_bad_values_take_defaults_and_are_reported(tmp_path):
     assert (cfg.smtp.port, cfg.smtp.security, cfg.smtp.recipients) == (587, "starttls", [])
     assert cfg.smtp.timeout_s == d.smtp.timeout_s
     assert cfg.capture == d.capture and cfg.storage == d.storage and cfg.model_dir == ""
+    assert cfg.adapt_after_s == 0.0
     assert cfg.device_names == {"02:00:00:00:00:02": "tv"}
     named = " ".join(problems)
     for key in ("alerts.threshold", "alerts.min_packets", "alerts.cooldown_s", "alerts.popup",
                 "smtp.port", "smtp.security", "smtp.recipients", "smtp.timeout_s", "smtp.sender",
                 "capture",
-                "storage.retention_days", "model_dir", "not-a-mac", "02:00:00:00:00:01"):
+                "storage.retention_days", "model_dir", "adapt_after_s", "not-a-mac",
+                "02:00:00:00:00:01"):
         assert key in named, key
     assert "alerts.window_s" not in named
-    assert len(problems) == 14
+    assert len(problems) == 15
     assert cfg.smtp.sender == ""
 
 

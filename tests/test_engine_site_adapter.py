@@ -14,6 +14,7 @@ from jixiaoan.config import Config
 from jixiaoan.engine import site_adapter as sa
 from jixiaoan.engine.pipeline import Engine
 from jixiaoan.model.eset import ESeT
+from jixiaoan.runtime.engine_setup import live_adapter
 from jixiaoan.runtime.options import MonitorOptions
 from jixiaoan.runtime.session import MonitorSession
 
@@ -95,6 +96,19 @@ def test_a_monitor_without_a_model_cannot_adapt(tmp_path):
     opts = MonitorOptions(replay=str(DEMO), db_path=str(tmp_path / "x.db"), adapt_after_s=30.0)
     with pytest.raises(ValueError, match="needs a model"):
         MonitorSession(Config(), opts)
+
+
+def test_the_saved_setting_turns_adaptation_on_and_the_option_overrides_it(tiny_eset):
+    saved = Config(adapt_after_s=120.0)
+    assert live_adapter(tiny_eset, MonitorOptions(), saved.adapt_after_s).after_s == 120.0
+    assert live_adapter(tiny_eset, MonitorOptions(adapt_after_s=30.0), 120.0).after_s == 30.0
+    assert live_adapter(tiny_eset, MonitorOptions(adapt_after_s=0.0), 120.0) is None  # off
+    assert live_adapter(tiny_eset, MonitorOptions(), 0.0) is None
+    # a saved setting never stops a monitor that cannot adapt (no model, or not an ESeT)
+    assert live_adapter(None, MonitorOptions(), 120.0) is None
+    assert live_adapter(ESeT(TINY_ESET), MonitorOptions(), 120.0) is None
+    with pytest.raises(ValueError, match="ESeT"):
+        live_adapter(ESeT(TINY_ESET), MonitorOptions(adapt_after_s=30.0), 0.0)
 
 
 def test_a_replayed_monitor_adapts_and_reports_it(tiny_eset, tmp_path):

@@ -95,6 +95,7 @@ def test_settings_round_trip(qtbot, tmp_path):
     fill_mail(dlg, 2525, "pw-1")
     dlg.retention_days.setValue(3.0)
     dlg.retention_rows.setValue(1000)
+    dlg.adapt_after.setValue(600)
     dlg.accept()
     assert dlg.result() == dlg.Accepted
     cfg, problems = load_config(tmp_path / "config.json")
@@ -106,12 +107,14 @@ def test_settings_round_trip(qtbot, tmp_path):
         "127.0.0.1", 2525, "none", "alice", "ids@example.org")
     assert s.recipients == ["admin@example.org", "ops@example.org"]
     assert (cfg.storage.retention_days, cfg.storage.retention_rows) == (3.0, 1000)
+    assert cfg.adapt_after_s == 600.0
     assert "pw-1" not in (tmp_path / "config.json").read_text()
     assert keyring.data == {("jixiaoan-smtp", "alice@127.0.0.1"): "pw-1"}
     again, _ = dialog(qtbot, tmp_path, cfg)
     assert again.threshold.value() == 65.0 and again.recipients.text() == (
         "admin@example.org, ops@example.org")
     assert again.close_to_tray.isChecked()
+    assert again.adapt_after.value() == 600
 
 
 def test_bad_recipient_is_refused(qtbot, tmp_path):

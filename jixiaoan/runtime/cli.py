@@ -48,7 +48,8 @@ def add_monitor_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--bpf", help="capture filter (tcpdump syntax)")
     s.add_argument("--adapt-after", type=float, metavar="SECONDS",
                    help="adapt the model to this network on its first SECONDS of traffic, in "
-                   "the background, and switch to the site model when it is ready")
+                   "the background, and switch to the site model when it is ready "
+                   "(0: off; default: the saved setting)")
     s.add_argument("--adapt-labels", metavar="CSV", help="labelled corpus mixed into the "
                    "adaptation (default: the one named in the model card, if present)")
     s.add_argument("--adapt-out", metavar="DIR", help="also save the site model here")

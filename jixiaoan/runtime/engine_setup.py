@@ -3,6 +3,7 @@ warm-up batch."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from jixiaoan.capture.batch import FrameBatch
 from jixiaoan.engine.site_adapter import LiveAdapter
 from jixiaoan.model.verdict import Detector
 from jixiaoan.runtime.options import MonitorOptions
+
+log = logging.getLogger(__name__)
 
 
 def warm_up_frames() -> FrameBatch:
@@ -48,17 +51,30 @@ def load_model(model_dir: str | None) -> Detector | None:
     return ESeT.load(str(path))
 
 
-def live_adapter(detector: Detector | None, options: MonitorOptions) -> LiveAdapter | None:
-    """The live site adapter when ``options.adapt_after_s`` asks for one (ValueError without
-    a trained ESeT model)."""
-    if options.adapt_after_s is None:
+def live_adapter(
+    detector: Detector | None, options: MonitorOptions, saved_after_s: float = 0.0
+) -> LiveAdapter | None:
+    """The live site adapter: after ``options.adapt_after_s`` seconds when given (0: off;
+    ValueError without a trained ESeT model), else after the saved setting when it is on and
+    the detector can be adapted (otherwise the monitor runs unadapted, with a log line)."""
+    asked = options.adapt_after_s
+    after_s = asked if asked is not None else saved_after_s
+    if not after_s or after_s <= 0:
         return None
     if detector is None:
+        if asked is None:
+            return None  # the saved setting does not apply to a monitor without a model
         raise ValueError("site adaptation needs a model")
     from jixiaoan.model.site_eval import labelled_corpus_for
 
-    return LiveAdapter(
-        detector, options.adapt_after_s,
-        labelled=lambda: labelled_corpus_for(detector, options.adapt_labels),
-        out_dir=options.adapt_out,
-    )
+    try:
+        return LiveAdapter(
+            detector, after_s,
+            labelled=lambda: labelled_corpus_for(detector, options.adapt_labels),
+            out_dir=options.adapt_out,
+        )
+    except ValueError as exc:
+        if asked is not None:
+            raise
+        log.warning("site adaptation is on in the settings but not possible here: %s", exc)
+        return None

@@ -32,6 +32,7 @@ class MonitorOptions:
     model_dir: str | None = None
     detector: Detector | None = None
     # live site adaptation (engine.site_adapter): adapt on the first this many seconds
+    # (None: the saved setting, Config.adapt_after_s; 0: off)
     adapt_after_s: float | None = None
     adapt_labels: str | None = None  # labelled corpus to mix in ('' / None: the model card's)
     adapt_out: str | None = None  # save the site model here

@@ -60,7 +60,7 @@ class MonitorSession:
         )
         self._discover = False
         devices = self._initial_devices()
-        self.adapter = live_adapter(self.detector, options)
+        self.adapter = live_adapter(self.detector, options, self.cfg.adapt_after_s)
         self.engine = Engine(devices, self.detector, adapter=self.adapter)
         self.queue = FrameQueue(
             max_batches=options.queue_batches or self.cfg.capture.queue_size,

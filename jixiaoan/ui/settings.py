@@ -135,6 +135,14 @@ class SettingsDialog(QDialog):
         f.addRow("Keep at most rows per device (0 = no limit)", self.retention_rows)
         layout.addWidget(storage)
 
+        model = QGroupBox("Model")
+        f = QFormLayout(model)
+        self.adapt_after = _spin(0, 86400, int(round(self.config.adapt_after_s)), 0, " s")
+        self.adapt_after.setToolTip("Retrain the model on this network's own first minutes of "
+                                    "traffic, in the background (0 = never)")
+        f.addRow("Adapt to this network after (0 = never)", self.adapt_after)
+        layout.addWidget(model)
+
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -172,6 +180,7 @@ class SettingsDialog(QDialog):
             problems.append("E-mail alerts need a server and at least one recipient")
         st.retention_days = float(self.retention_days.value())
         st.retention_rows = int(self.retention_rows.value())
+        cfg.adapt_after_s = float(self.adapt_after.value())
         return cfg, problems
 
     def _password(self, cfg: Config) -> str | None:
