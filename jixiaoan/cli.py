@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from jixiaoan import __version__
+from jixiaoan.model.adapt_modes import ADAPT_MODE_HELP, ADAPT_MODES
 
 log = logging.getLogger("jixiaoan")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -138,6 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             png_dir=args.png_dir,
             adapt_until_s=args.adapt_until,
             adapt_labels=args.adapt_labels,
+            adapt_mode=args.adapt_mode,
         )
     )
     return 0
@@ -148,7 +150,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     capture = _check_capture(args.capture)
     _research(
-        lambda: commands.adapt(args.model, capture, args.until, args.out, labels_csv=args.labels)
+        lambda: commands.adapt(
+            args.model, capture, args.until, args.out, labels_csv=args.labels, mode=args.mode
+        )
     )
     return 0
 
@@ -204,15 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--adapt-until", type=float, metavar="SECONDS",
                    help="with --model: adapt it on the first SECONDS of the CSV's captures and "
                    "report before/after on the rest and the whole")
-    s.add_argument("--adapt-labels", help="labelled corpus mixed into the adaptation "
+    s.add_argument("--adapt-labels", help="labelled corpus mixed into a retraining adaptation "
                    "(default: the one named in the model card)")
+    s.add_argument("--adapt-mode", choices=ADAPT_MODES, default="gate", help=ADAPT_MODE_HELP)
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("adapt", help="adapt a model to a site's own unlabelled traffic")
     s.add_argument("--model", required=True)
     s.add_argument("--capture", required=True)
     s.add_argument("--until", type=float, help="use only the first SECONDS of the capture")
-    s.add_argument("--labels", help="labelled corpus to mix in (labels.csv)")
+    s.add_argument("--labels", help="labelled corpus to mix in when retraining (labels.csv)")
+    s.add_argument("--mode", choices=ADAPT_MODES, default="gate", help=ADAPT_MODE_HELP)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_adapt)
 

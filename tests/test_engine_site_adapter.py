@@ -36,7 +36,8 @@ def test_the_window_is_collected_then_the_site_model_is_handed_over_once(
     tiny_eset, tiny_eset_data, site
 ):
     after = float(np.quantile(site.ts - site.ts.min(), 0.5))
-    adapter = sa.LiveAdapter(tiny_eset, after, labelled=lambda: tiny_eset_data, rounds=1)
+    adapter = sa.LiveAdapter(tiny_eset, after, labelled=lambda: tiny_eset_data, rounds=1,
+                             mode="retrain")
     assert adapter.state == sa.COLLECTING and adapter.take_ready() is None
     _feed(adapter, site)
     assert adapter.state in (sa.ADAPTING, sa.READY)
@@ -46,9 +47,23 @@ def test_the_window_is_collected_then_the_site_model_is_handed_over_once(
     assert isinstance(model, ESeT) and model is not tiny_eset and model.name.endswith("-site")
     expected = int((site.ts <= site.ts.min() + after).sum())
     assert model.info["site_packets"] == expected
-    assert model.info["labelled_files"] > 0
+    assert model.info["labelled_files"] > 0 and model.gate is None
     assert adapter.take_ready() is None and adapter.state == sa.ACTIVE
     assert "site model active" in adapter.describe()
+
+
+def test_the_default_gate_mode_never_loads_the_labelled_corpus(tiny_eset, site):
+    def never():
+        raise AssertionError("the gate needs no labelled corpus")
+
+    adapter = sa.LiveAdapter(tiny_eset, 1e9, labelled=never, max_packets=400)
+    assert adapter.mode == "gate"
+    _feed(adapter, site)
+    assert adapter.join(timeout=120) and adapter.state == sa.READY, adapter.error
+    model = adapter.take_ready()
+    assert model.gate is not None and model.gate.packets == 400
+    assert model.info["mode"] == "gate" and model.info["labelled_files"] == 0
+    assert model.det is not tiny_eset.det  # a copy: the running model is never changed
 
 
 def test_the_packet_cap_ends_the_window_early(tiny_eset, site, tmp_path):
@@ -64,7 +79,7 @@ def test_a_failed_adaptation_is_reported_and_the_original_model_stays(tiny_eset,
     def broken():
         raise OSError("labelled corpus unreadable")
 
-    adapter = sa.LiveAdapter(tiny_eset, 1.0, labelled=broken, rounds=1)
+    adapter = sa.LiveAdapter(tiny_eset, 1.0, labelled=broken, rounds=1, mode="retrain")
     _feed(adapter, site)
     assert adapter.join(timeout=60)
     assert adapter.state == sa.FAILED and "labelled corpus unreadable" in adapter.error

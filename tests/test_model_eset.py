@@ -93,11 +93,11 @@ def test_adapt_yields_a_site_model(tiny_eset_data, tiny_eset, unseen):
 
     site, _ = unseen
     until = float(site.ts.min() + 50.0 - site.ts.min())
-    out = adapt(tiny_eset, site, tiny_eset_data, until_s=until, rounds=1)
+    out = adapt(tiny_eset, site, tiny_eset_data, until_s=until, rounds=1, mode="retrain")
     assert out is not tiny_eset and out.kitnet is not tiny_eset.kitnet
     assert out.info["site_packets"] == int((site.ts <= site.ts.min() + until).sum())
     assert out.history and out.history[0]["active"] > 0
     v = out.predict_many(site)
     assert np.all((v.malicious_prob >= 0) & (v.malicious_prob <= 1))
-    alone = adapt(tiny_eset, site, None, until_s=until, rounds=1)  # no labelled corpus
+    alone = adapt(tiny_eset, site, None, until_s=until, rounds=1, mode="retrain")  # no corpus
     assert alone.info["labelled_files"] == 0

@@ -2,15 +2,15 @@
 
 ``LiveAdapter.observe`` (engine worker thread) keeps a copy of the features of the first
 ``after_s`` seconds of capture time (at most ``max_packets``); once that window is complete a
-background thread runs ESeT's adaptation rounds (``eset_adapt.adapt``: KitNET refitted to the
-site, the confidence selector choosing pseudo-labels, the labelled corpus mixed in when one is
-available) and optionally saves the site model. The engine swaps it in at the next batch
-boundary (``take_ready``, worker thread). Until then, and for good if adaptation fails, the
-original model keeps classifying: nothing is lost and a failure is only reported.
+background thread adapts the model (``eset_adapt.adapt``; by default the site baseline gate, a
+KitNET fitted to the window in seconds; ``retrain`` runs ESeT's rounds with the labelled corpus
+mixed in when one is available) and optionally saves the site model. The engine swaps it in at
+the next batch boundary (``take_ready``, worker thread). Until then, and for good if adaptation
+fails, the original model keeps classifying: nothing is lost and a failure is only reported.
 
-Adaptation trains a DET on the same cores as capture and inference, so for the tens of seconds
+Retraining trains a DET on the same cores as capture and inference, so for the tens of seconds
 it runs the engine has less headroom; run it in a quiet period, or offline with
-``jixiaoan adapt``.
+``jixiaoan adapt``. The gate assumes the window is attack-free (an attack in it becomes normal).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.eset import ESeT
-from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS, adapt
+from jixiaoan.model.eset_adapt import DEFAULT_MODE, DEFAULT_ROUNDS, adapt, needs_labelled_corpus
 from jixiaoan.model.verdict import Detector, TrainingData
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class LiveAdapter:
         out_dir: str | Path | None = None,
         max_packets: int = 96_000,
         rounds: int = DEFAULT_ROUNDS,
+        mode: str = DEFAULT_MODE,
     ) -> None:
         if not isinstance(model, ESeT) or model.det is None:
             raise ValueError("live adaptation needs a trained ESeT model")
@@ -52,6 +53,7 @@ class LiveAdapter:
             raise ValueError("the adaptation window must be longer than 0 s")
         self.model, self.after_s, self.max_packets = model, float(after_s), int(max_packets)
         self.rounds, self.out_dir, self._labelled = rounds, out_dir, labelled
+        self.mode = mode
         self._parts: list[FeatureBatch] = []
         self._packets = 0
         self._start_ts: float | None = None
@@ -103,10 +105,12 @@ class LiveAdapter:
     def _run(self, site: FeatureBatch) -> None:
         t0 = time.monotonic()
         try:
-            labelled = self._labelled() if self._labelled is not None else None
-            if labelled is None:
-                log.warning("site adaptation without a labelled corpus (site traffic only)")
-            model = adapt(self.model, site, labelled, self.after_s, self.rounds)
+            labelled = None
+            if needs_labelled_corpus(self.mode):
+                labelled = self._labelled() if self._labelled is not None else None
+                if labelled is None:
+                    log.warning("site adaptation without a labelled corpus (site traffic only)")
+            model = adapt(self.model, site, labelled, self.after_s, self.rounds, mode=self.mode)
             if self.out_dir:
                 data = getattr(self.model, "card_data", {}).get("data", {})
                 extra = {"data": {**data, "site_capture": "live", "until_s": self.after_s}}

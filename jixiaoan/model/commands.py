@@ -133,6 +133,7 @@ def evaluate(
     save_dir: str | Path | None = None,
     adapt_until_s: float | None = None,
     adapt_labels: str | Path | None = None,
+    adapt_mode: str = "gate",
 ) -> dict:
     """Score a pre-trained model (``model_dir``: on the test split when ``labels_csv`` is the
     corpus it was trained on, else on every file) or train and score ``methods`` x
@@ -140,8 +141,9 @@ def evaluate(
     ``json_out`` (after every run) and PNGs, and with
     ``save_dir`` every trained ESeT-family model as ``save_dir/<method>_<fraction>``.
     ``adapt_until_s`` (with ``model_dir``): also adapt the model on the CSV's first that many
-    seconds and report it before and after (``site_adaptation``, see ``site_eval``), mixing in
-    ``adapt_labels`` (default: the model's own corpus)."""
+    seconds by ``adapt_mode`` (``eset_adapt``) and report it before and after
+    (``site_adaptation``, see ``site_eval``); a retraining mode mixes in ``adapt_labels``
+    (default: the model's own corpus)."""
     if adapt_until_s is not None and (model_dir is None or adapt_until_s <= 0):
         raise ValueError("--adapt-until needs --model (the model to adapt) and SECONDS > 0")
     methods = tuple(methods) if methods else METHODS
@@ -169,7 +171,7 @@ def evaluate(
         print(format_table([(Path(model_dir).name or "model", m)]))
         if adapt_until_s is not None:
             result["site_adaptation"] = _site_adaptation(
-                model, corpus, adapt_until_s, adapt_labels, cache_dir, progress
+                model, corpus, adapt_until_s, adapt_labels, cache_dir, progress, adapt_mode
             )
         _write(json_out, result)
         return result
@@ -208,13 +210,18 @@ def evaluate(
     return result
 
 
-def _site_adaptation(model, site, until_s, adapt_labels, cache_dir, progress) -> dict:
+def _site_adaptation(model, site, until_s, adapt_labels, cache_dir, progress, mode) -> dict:
+    from jixiaoan.model.eset_adapt import needs_labelled_corpus
     from jixiaoan.model.site_eval import evaluate_adaptation, format_adaptation, labelled_corpus_for
 
-    labelled = labelled_corpus_for(model, adapt_labels, cache_dir, progress)
-    if labelled is None:
-        print("no labelled corpus to mix in: adapting on the site alone (weaker)")
-    report, _ = evaluate_adaptation(model, site, float(until_s), labelled, progress=progress)
+    labelled = None
+    if needs_labelled_corpus(mode):
+        labelled = labelled_corpus_for(model, adapt_labels, cache_dir, progress)
+        if labelled is None:
+            print("no labelled corpus to mix in: adapting on the site alone (weaker)")
+    report, _ = evaluate_adaptation(
+        model, site, float(until_s), labelled, progress=progress, mode=mode
+    )
     print(format_adaptation(report))
     return report
 
@@ -228,14 +235,15 @@ def adapt(
     cache_dir: str | Path | None = None,
     rounds: int | None = None,
     progress: bool = True,
+    mode: str = "gate",
 ) -> dict:
     """Adapt a trained model to a site capture (first ``until_s`` seconds, None: all of it; at
-    most ``2 * pool_max`` packets are used), save the site model
-    to ``out_dir``. The labelled corpus is ``labels_csv`` or the one named in the model card
-    (when present); its train split at the card's fraction is mixed in."""
+    most ``2 * pool_max`` packets are used) by ``mode`` (``eset_adapt``), save the site model
+    to ``out_dir``. A retraining mode mixes in ``labels_csv`` or the corpus named in the model
+    card (when present), its train split at the card's fraction."""
     from jixiaoan.features.batch import FeatureBatch
     from jixiaoan.features.extractor import extract_capture
-    from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS
+    from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS, needs_labelled_corpus
     from jixiaoan.model.eset_adapt import adapt as adapt_model
     from jixiaoan.model.site_eval import labelled_corpus_for
 
@@ -246,14 +254,18 @@ def adapt(
     site = FeatureBatch.concat(batches) if batches else None
     if site is None:
         raise ValueError(f"{capture}: no packets")
-    data = labelled_corpus_for(model, labels_csv, cache_dir, progress)
-    site_model = adapt_model(model, site, data, until_s, rounds or DEFAULT_ROUNDS, progress)
+    data = None
+    if needs_labelled_corpus(mode):
+        data = labelled_corpus_for(model, labels_csv, cache_dir, progress)
+    site_model = adapt_model(
+        model, site, data, until_s, rounds or DEFAULT_ROUNDS, progress, mode=mode
+    )
     before = _flag_share(model, site)
     after = _flag_share(site_model, site)
     extra = {
         "data": {**card.get("data", {}), "site_capture": str(capture),
                  "until_s": until_s if np.isfinite(until_s) else None},
-        "adapted": {"flagged_share_before": before, "flagged_share_after": after},
+        "adapted": {"mode": mode, "flagged_share_before": before, "flagged_share_after": after},
     }
     site_model.save(out_dir, extra)
     print(f"site model: {out_dir}; share of packets flagged {before:.4f} -> {after:.4f}")

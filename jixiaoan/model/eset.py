@@ -11,7 +11,9 @@
    supervised baseline, with the same epoch budget);
 5. the threshold on 1 - P(benign) maximising F1 on the held-apart labelled packets.
 
-``predict_many`` streams through ``DETStream`` and adds the KitNET score as ``anomaly``.
+``predict_many`` streams through ``DETStream`` and adds the KitNET score as ``anomaly``; a site
+model (``eset_adapt``) may carry a ``site_gate.SiteGate``, whose site-fitted KitNET then gives
+the ``anomaly`` and vetoes malicious verdicts on packets that look like the site's baseline.
 Training cost is bounded by ``pool_max`` / ``train_max`` / epochs, not by corpus size; DET only
 works on the first ``max_file_packets`` packets of each file (KitNET sees samples of all of them),
 and per-file weights (``corpus.file_weights``) keep big captures from dominating.
@@ -39,6 +41,7 @@ from jixiaoan.model.det_train import predict_proba, train_det
 from jixiaoan.model.eset_train import RoundInputs, first_half, predicted_classes, run_rounds
 from jixiaoan.model.kitnet import KitNET
 from jixiaoan.model.persist import load_model_dir, save_model_dir
+from jixiaoan.model.site_gate import SiteGate
 from jixiaoan.model.verdict import BENIGN, TrainingData, Verdicts
 
 KIND = "eset"
@@ -122,6 +125,7 @@ class ESeT:
         self.det: DET | None = None
         self.kitnet: KitNET | None = kitnet  # a fitted one is reused (KitNET needs no labels)
         self.threshold = 0.5
+        self.gate: SiteGate | None = None  # site baseline gate (site_gate), after adaptation
         self.history: list[dict] = []
         self.info: dict = {}
         self.progress = progress
@@ -263,7 +267,10 @@ class ESeT:
         label = predicted_classes(proba, self.threshold).astype(np.int16)
         mal = np.clip(1.0 - proba[:, 0], 0.0, 1.0).astype(np.float32)
         anomaly = None
-        if self.kitnet is not None and len(batch):
+        if self.gate is not None and len(batch):
+            anomaly = self.gate.score(batch.afterimage)
+            label = self.gate.apply(label, anomaly)
+        elif self.kitnet is not None and len(batch):
             anomaly = self.kitnet.score(batch.afterimage)
         return Verdicts(mal, label, self.classes, anomaly)
 
@@ -294,6 +301,9 @@ class ESeT:
         tensors.update(k_tensors)
         card = self.card(extra)
         card["kitnet"] = k_cfg
+        if self.gate is not None:
+            g_tensors, card["site_gate"] = self.gate.state("gate")
+            tensors.update(g_tensors)
         return save_model_dir(out_dir, tensors, card)
 
     @classmethod
@@ -314,6 +324,8 @@ class ESeT:
         model.det.load_state_dict(state)
         model.det.eval()
         model.kitnet = KitNET.from_state(tensors, card["kitnet"], "kitnet")
+        if card.get("site_gate") is not None:
+            model.gate = SiteGate.from_state(tensors, card["site_gate"], "gate")
         model.history = card.get("history", [])
         model.info = card.get("info", {})
         model.card_data = card

@@ -17,7 +17,7 @@ from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.corpus import Corpus, load_corpus
 from jixiaoan.model.corpus_split import file_split, labelled_split
 from jixiaoan.model.eset import ESeT
-from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS, adapt
+from jixiaoan.model.eset_adapt import DEFAULT_MODE, DEFAULT_ROUNDS, adapt
 from jixiaoan.model.evaluate import binary_metrics, predict_files
 from jixiaoan.model.verdict import TrainingData
 
@@ -84,9 +84,10 @@ def evaluate_adaptation(
     labelled: TrainingData | None = None,
     rounds: int = DEFAULT_ROUNDS,
     progress: bool = False,
+    mode: str = DEFAULT_MODE,
 ) -> tuple[dict, ESeT]:
-    """Adapt ``model`` on the site's first ``until_s`` seconds, score before and after; returns
-    the report and the site model."""
+    """Adapt ``model`` (``mode``: see ``eset_adapt``) on the site's first ``until_s`` seconds,
+    score before and after; returns the report and the site model."""
     if until_s <= 0:
         raise ValueError("the adaptation window must be longer than 0 s")
     files, truth, names = site_stream(site)
@@ -95,10 +96,12 @@ def evaluate_adaptation(
     start = min(_first_ts(f) for f in files)
     rest = [f.ts > start + until_s if len(f.ts) else np.ones(len(f), bool) for f in files]
     first = FeatureBatch.concat([f.take(np.flatnonzero(~r)) for f, r in zip(files, rest)])
-    site_model = adapt(model, first, labelled, until_s, rounds, progress)
+    site_model = adapt(model, first, labelled, until_s, rounds, progress, mode=mode)
     report = {
         "site_files": names,
         "adapt_until_s": until_s,
+        "mode": mode,
+        "gate_threshold": site_model.info.get("gate_threshold"),
         "adapt_packets": int(site_model.info.get("site_packets", len(first))),
         "window_packets": len(first),
         "rest_packets": int(sum(int(r.sum()) for r in rest)),
@@ -113,7 +116,7 @@ def evaluate_adaptation(
 def format_adaptation(report: dict) -> str:
     """A small text table of the report."""
     lines = [
-        f"site adaptation: first {report['adapt_until_s']:g} s "
+        f"site adaptation ({report.get('mode', 'retrain')}): first {report['adapt_until_s']:g} s "
         f"({report['adapt_packets']} packets), scored on the rest "
         f"({report['rest_packets']} packets) and the whole",
         f"{'model':8s} {'part':6s} {'precision':>9s} {'recall':>7s} {'F1':>7s} {'FPR':>7s}",

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jixiaoan.model.adapt_modes import ADAPT_MODE_HELP, ADAPT_MODES
+
 if TYPE_CHECKING:  # the real imports are deferred: `jixiaoan --help` must stay quick
     from jixiaoan.alerts.policy import AlertEvent
     from jixiaoan.engine.batch import Device
@@ -53,6 +55,7 @@ def add_monitor_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--adapt-labels", metavar="CSV", help="labelled corpus mixed into the "
                    "adaptation (default: the one named in the model card, if present)")
     s.add_argument("--adapt-out", metavar="DIR", help="also save the site model here")
+    s.add_argument("--adapt-mode", choices=ADAPT_MODES, default="gate", help=ADAPT_MODE_HELP)
     s.add_argument("--config", help="settings file (default: the user's config.json)")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--interval", type=float, default=1.0, help="seconds between status lines")
@@ -140,7 +143,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         db_path=args.db or "", model_dir=_model_dir(args), threshold=args.threshold,
         min_packets=args.min_packets, window_s=args.window, cooldown_s=args.cooldown,
         email=args.email, bpf=args.bpf, adapt_after_s=args.adapt_after,
-        adapt_labels=args.adapt_labels, adapt_out=args.adapt_out,
+        adapt_labels=args.adapt_labels, adapt_out=args.adapt_out, adapt_mode=args.adapt_mode,
     )
     if args.replay and not Path(args.replay).is_file():
         return _user_error(f"capture not found: {args.replay}")

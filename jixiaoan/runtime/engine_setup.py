@@ -72,6 +72,7 @@ def live_adapter(
             detector, after_s,
             labelled=lambda: labelled_corpus_for(detector, options.adapt_labels),
             out_dir=options.adapt_out,
+            mode=options.adapt_mode,
         )
     except ValueError as exc:
         if asked is not None:

@@ -36,6 +36,7 @@ class MonitorOptions:
     adapt_after_s: float | None = None
     adapt_labels: str | None = None  # labelled corpus to mix in ('' / None: the model card's)
     adapt_out: str | None = None  # save the site model here
+    adapt_mode: str = "gate"  # eset_adapt: gate (site baseline gate), retrain or both
     # alert rule overrides
     threshold: float | None = None
     clear_threshold: float | None = None

@@ -1,0 +1,96 @@
+"""The site baseline gate: deployment on a watched network (ESET.md section 6).
+
+A KitNET fitted to the site's own first minutes of traffic learns what is normal *there*. The
+gate lets a DET malicious verdict stand only for a packet whose RMSE under that KitNET is above
+the ``quantile`` of the baseline's own RMSEs: traffic that looks like the site's usual traffic
+is benign whatever the DET thinks of it. This is the selector's rule of section 5 (a malicious
+prediction is kept only above ``T_b``), applied at inference with a KitNET that knows the site.
+
+Like Kitsune, it assumes the baseline window is clean: an attack inside the window becomes
+"normal" and is then let through (measured in docs/eval/README.md, "Site baseline gate").
+Fitting takes seconds (no DET training), and scoring costs what the corpus KitNET already cost:
+the gate's RMSE replaces it as the verdict's ``anomaly``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jixiaoan.features.batch import FeatureBatch
+from jixiaoan.model.kitnet import KitNET
+from jixiaoan.model.persist import ModelFileError
+
+DEFAULT_GATE_QUANTILE = 0.99
+MIN_BASELINE_PACKETS = 200
+
+
+@dataclass
+class SiteGate:
+    """A site-fitted KitNET and the RMSE above which a malicious verdict may stand."""
+
+    kitnet: KitNET
+    threshold: float
+    quantile: float
+    packets: int  # baseline packets it was fitted on
+
+    def score(self, afterimage: np.ndarray) -> np.ndarray:
+        """RMSE of each packet under the site's KitNET, float32 (n,)."""
+        return self.kitnet.score(afterimage)
+
+    def apply(self, label: np.ndarray, rmse: np.ndarray) -> np.ndarray:
+        """``label`` with every malicious verdict at or below the threshold turned benign."""
+        return np.where(rmse > self.threshold, label, 0).astype(label.dtype, copy=False)
+
+    def state(self, prefix: str = "gate") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(tensors, config)`` for a model file; ``from_state`` rebuilds the gate."""
+        tensors, kit_cfg = self.kitnet.state(f"{prefix}.kitnet")
+        cfg = {"threshold": self.threshold, "quantile": self.quantile,
+               "packets": self.packets, "kitnet": kit_cfg}  # fmt: skip
+        return tensors, cfg
+
+    @classmethod
+    def from_state(
+        cls, tensors: dict[str, np.ndarray], config: dict[str, Any], prefix: str = "gate"
+    ) -> SiteGate:
+        """Inverse of ``state``; ModelFileError when the card section is malformed."""
+        try:
+            threshold = float(config["threshold"])
+            quantile = float(config["quantile"])
+            packets = int(config["packets"])
+            kit_cfg = config["kitnet"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"site gate section is malformed: {exc!r}") from exc
+        if not np.isfinite(threshold):
+            raise ModelFileError("site gate threshold is not a number")
+        kitnet = KitNET.from_state(tensors, kit_cfg, f"{prefix}.kitnet")
+        return cls(kitnet, threshold, quantile, packets)
+
+
+def fit_site_gate(
+    baseline: FeatureBatch,
+    quantile: float = DEFAULT_GATE_QUANTILE,
+    seed: int = 0,
+    max_packets: int = 80_000,
+    epochs: int = 2,
+    min_steps: int = 60,
+) -> SiteGate:
+    """Fit the gate on ``baseline`` (the site's first minutes, assumed attack-free): KitNET on
+    (an evenly spaced sample of at most ``max_packets`` of) its AfterImage features, threshold
+    at the ``quantile`` of its RMSEs."""
+    if not 0.5 <= quantile <= 1.0:
+        raise ValueError("the gate quantile must be between 0.5 and 1")
+    n = len(baseline)
+    if n < MIN_BASELINE_PACKETS:
+        raise ValueError(
+            f"the site baseline has {n} packets; the gate needs at least {MIN_BASELINE_PACKETS}"
+        )
+    x = np.asarray(baseline.afterimage, np.float32)
+    if n > max_packets:
+        x = x[np.linspace(0, n - 1, max_packets).astype(np.int64)]
+    kit = KitNET(seed=seed, min_steps=min_steps).fit(x, epochs=epochs)
+    rmse = kit.score(np.asarray(baseline.afterimage, np.float32))
+    threshold = float(np.quantile(rmse[np.isfinite(rmse)], quantile))
+    return SiteGate(kit, threshold, float(quantile), n)
