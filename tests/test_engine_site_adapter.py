@@ -105,6 +105,8 @@ def test_the_engine_swaps_the_site_model_in_at_a_batch_boundary(tiny_eset):
     out = engine.process(batches[1])
     assert engine.detector is not tiny_eset and engine.detector.name.endswith("-site")
     assert adapter.state == sa.ACTIVE and len(out.is_bad) == len(batches[1])
+    # the gate's zero-day class gets a name in the stored rows
+    assert engine.attack_names == out.attack_names == (*tiny_eset.classes, "anomaly")
 
 
 def test_a_monitor_without_a_model_cannot_adapt(tmp_path):

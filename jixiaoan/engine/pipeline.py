@@ -47,7 +47,7 @@ class Engine:
         if feature_config is None:
             feature_config = getattr(detector, "feature_config", None) or FeatureConfig()
         self.extractor = FeatureExtractor(feature_config)
-        self.attack_names: tuple[str, ...] = tuple(getattr(detector, "classes", ()) or ())
+        self.attack_names = self._class_names(detector)
         self.last_features: FeatureBatch | None = None
         self.adapter = adapter
 
@@ -101,3 +101,10 @@ class Engine:
             return
         site_model.reset()
         self.detector = site_model
+        self.attack_names = self._class_names(site_model)
+
+    @staticmethod
+    def _class_names(detector: Detector | None) -> tuple[str, ...]:
+        """Names of the detector's verdict labels (a site model may add a zero-day class)."""
+        names = getattr(detector, "verdict_classes", None) or getattr(detector, "classes", ())
+        return tuple(names or ())

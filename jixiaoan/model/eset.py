@@ -269,10 +269,15 @@ class ESeT:
         anomaly = None
         if self.gate is not None and len(batch):
             anomaly = self.gate.score(batch.afterimage)
-            label = self.gate.apply(label, anomaly)
+            label = self.gate.apply(label, anomaly, zero_day_label=len(self.classes))
         elif self.kitnet is not None and len(batch):
             anomaly = self.kitnet.score(batch.afterimage)
-        return Verdicts(mal, label, self.classes, anomaly)
+        return Verdicts(mal, label, self.verdict_classes, anomaly)
+
+    @property
+    def verdict_classes(self) -> tuple[str, ...]:
+        """Names of the verdict labels: the DET's classes, plus the site gate's zero-day class."""
+        return self.gate.verdict_classes(self.classes) if self.gate is not None else self.classes
 
     # ----- persistence ------------------------------------------------------------------------
 

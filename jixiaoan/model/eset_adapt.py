@@ -28,7 +28,11 @@ from jixiaoan.model.adapt_modes import ADAPT_MODES, DEFAULT_MODE, needs_labelled
 from jixiaoan.model.corpus import file_weights
 from jixiaoan.model.eset import ESeT
 from jixiaoan.model.eset_train import RoundInputs, predicted_classes, run_rounds
-from jixiaoan.model.site_gate import DEFAULT_GATE_QUANTILE, fit_site_gate
+from jixiaoan.model.site_gate import (
+    DEFAULT_GATE_QUANTILE,
+    DEFAULT_ZERO_DAY_FACTOR,
+    fit_site_gate,
+)
 from jixiaoan.model.verdict import TrainingData
 
 DEFAULT_ROUNDS = 3
@@ -58,6 +62,7 @@ def adapt(
     progress: bool = False,
     mode: str = DEFAULT_MODE,
     gate_quantile: float = DEFAULT_GATE_QUANTILE,
+    zero_day_factor: float = DEFAULT_ZERO_DAY_FACTOR,
 ) -> ESeT:
     """A site model: ``model`` adapted to ``site_features`` by ``mode`` (see the module
     docstring)."""
@@ -81,7 +86,7 @@ def adapt(
         labelled_files = int(out.info.pop("labelled_files"))
         labelled_packets = int(out.info.pop("labelled_packets"))
     if mode != "retrain":
-        out.gate = fit_site_gate(site, gate_quantile, seed=cfg.seed)
+        out.gate = fit_site_gate(site, gate_quantile, zero_day_factor, seed=cfg.seed)
     out.info = {
         "adapted_from": model.name,
         "mode": mode,
@@ -91,6 +96,7 @@ def adapt(
         "labelled_packets": labelled_packets,
         "gate_quantile": gate_quantile if out.gate is not None else None,
         "gate_threshold": out.gate.threshold if out.gate is not None else None,
+        "zero_day_factor": out.gate.zero_day_factor if out.gate is not None else None,
         "adapt_seconds": time.perf_counter() - t0,
         "source_info": model.info,
     }

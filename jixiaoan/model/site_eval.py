@@ -19,6 +19,7 @@ from jixiaoan.model.corpus_split import file_split, labelled_split
 from jixiaoan.model.eset import ESeT
 from jixiaoan.model.eset_adapt import DEFAULT_MODE, DEFAULT_ROUNDS, adapt
 from jixiaoan.model.evaluate import binary_metrics, predict_files
+from jixiaoan.model.site_gate import DEFAULT_ZERO_DAY_FACTOR
 from jixiaoan.model.verdict import TrainingData
 
 SESSION_STRIDE = np.int64(1) << np.int64(40)  # keeps the files' session ids apart
@@ -85,9 +86,10 @@ def evaluate_adaptation(
     rounds: int = DEFAULT_ROUNDS,
     progress: bool = False,
     mode: str = DEFAULT_MODE,
+    zero_day_factor: float = DEFAULT_ZERO_DAY_FACTOR,
 ) -> tuple[dict, ESeT]:
-    """Adapt ``model`` (``mode``: see ``eset_adapt``) on the site's first ``until_s`` seconds,
-    score before and after; returns the report and the site model."""
+    """Adapt ``model`` (``mode``, ``zero_day_factor``: see ``eset_adapt``) on the site's first
+    ``until_s`` seconds, score before and after; returns the report and the site model."""
     if until_s <= 0:
         raise ValueError("the adaptation window must be longer than 0 s")
     files, truth, names = site_stream(site)
@@ -96,12 +98,14 @@ def evaluate_adaptation(
     start = min(_first_ts(f) for f in files)
     rest = [f.ts > start + until_s if len(f.ts) else np.ones(len(f), bool) for f in files]
     first = FeatureBatch.concat([f.take(np.flatnonzero(~r)) for f, r in zip(files, rest)])
-    site_model = adapt(model, first, labelled, until_s, rounds, progress, mode=mode)
+    site_model = adapt(model, first, labelled, until_s, rounds, progress, mode=mode,
+                       zero_day_factor=zero_day_factor)
     report = {
         "site_files": names,
         "adapt_until_s": until_s,
         "mode": mode,
         "gate_threshold": site_model.info.get("gate_threshold"),
+        "zero_day_factor": site_model.info.get("zero_day_factor"),
         "adapt_packets": int(site_model.info.get("site_packets", len(first))),
         "window_packets": len(first),
         "rest_packets": int(sum(int(r.sum()) for r in rest)),

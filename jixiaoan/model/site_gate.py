@@ -6,6 +6,12 @@ the ``quantile`` of the baseline's own RMSEs: traffic that looks like the site's
 is benign whatever the DET thinks of it. This is the selector's rule of section 5 (a malicious
 prediction is kept only above ``T_b``), applied at inference with a KitNET that knows the site.
 
+The same KitNET is the zero-day signal: a packet whose RMSE exceeds ``zero_day_factor`` times
+the threshold is flagged as class ``anomaly`` even when the DET calls it benign (0 turns this
+off). On the lab captures it caught the floods and brute force the DET misses; the benign
+packets it flags fell almost all inside attacks (the victim's own traffic, and a broker
+relaying forged commands to the plug).
+
 Like Kitsune, it assumes the baseline window is clean: an attack inside the window becomes
 "normal" and is then let through (measured in docs/eval/README.md, "Site baseline gate").
 Fitting takes seconds (no DET training), and scoring costs what the corpus KitNET already cost:
@@ -24,6 +30,8 @@ from jixiaoan.model.kitnet import KitNET
 from jixiaoan.model.persist import ModelFileError
 
 DEFAULT_GATE_QUANTILE = 0.99
+DEFAULT_ZERO_DAY_FACTOR = 5.0
+ZERO_DAY_CLASS = "anomaly"
 MIN_BASELINE_PACKETS = 200
 
 
@@ -35,20 +43,33 @@ class SiteGate:
     threshold: float
     quantile: float
     packets: int  # baseline packets it was fitted on
+    zero_day_factor: float = DEFAULT_ZERO_DAY_FACTOR  # 0: no zero-day verdicts
+
+    def verdict_classes(self, classes: tuple[str, ...]) -> tuple[str, ...]:
+        """The model's classes plus the zero-day class when zero-day verdicts are on."""
+        return (*classes, ZERO_DAY_CLASS) if self.zero_day_factor > 0 else tuple(classes)
 
     def score(self, afterimage: np.ndarray) -> np.ndarray:
         """RMSE of each packet under the site's KitNET, float32 (n,)."""
         return self.kitnet.score(afterimage)
 
-    def apply(self, label: np.ndarray, rmse: np.ndarray) -> np.ndarray:
-        """``label`` with every malicious verdict at or below the threshold turned benign."""
-        return np.where(rmse > self.threshold, label, 0).astype(label.dtype, copy=False)
+    def apply(
+        self, label: np.ndarray, rmse: np.ndarray, zero_day_label: int | None = None
+    ) -> np.ndarray:
+        """``label`` with every malicious verdict at or below the threshold turned benign and,
+        given ``zero_day_label``, every benign one above ``zero_day_factor`` x threshold
+        turned into it."""
+        out = np.where(rmse > self.threshold, label, 0).astype(label.dtype, copy=False)
+        if zero_day_label is not None and self.zero_day_factor > 0:
+            far = (out == 0) & (rmse > self.zero_day_factor * self.threshold)
+            out = np.where(far, zero_day_label, out).astype(label.dtype, copy=False)
+        return out
 
     def state(self, prefix: str = "gate") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(tensors, config)`` for a model file; ``from_state`` rebuilds the gate."""
         tensors, kit_cfg = self.kitnet.state(f"{prefix}.kitnet")
-        cfg = {"threshold": self.threshold, "quantile": self.quantile,
-               "packets": self.packets, "kitnet": kit_cfg}  # fmt: skip
+        cfg = {"threshold": self.threshold, "quantile": self.quantile, "packets": self.packets,
+               "zero_day_factor": self.zero_day_factor, "kitnet": kit_cfg}  # fmt: skip
         return tensors, cfg
 
     @classmethod
@@ -60,18 +81,20 @@ class SiteGate:
             threshold = float(config["threshold"])
             quantile = float(config["quantile"])
             packets = int(config["packets"])
+            factor = float(config.get("zero_day_factor", DEFAULT_ZERO_DAY_FACTOR))
             kit_cfg = config["kitnet"]
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"site gate section is malformed: {exc!r}") from exc
-        if not np.isfinite(threshold):
-            raise ModelFileError("site gate threshold is not a number")
+        if not (np.isfinite(threshold) and np.isfinite(factor) and factor >= 0):
+            raise ModelFileError("site gate threshold or zero-day factor is not a usable number")
         kitnet = KitNET.from_state(tensors, kit_cfg, f"{prefix}.kitnet")
-        return cls(kitnet, threshold, quantile, packets)
+        return cls(kitnet, threshold, quantile, packets, factor)
 
 
 def fit_site_gate(
     baseline: FeatureBatch,
     quantile: float = DEFAULT_GATE_QUANTILE,
+    zero_day_factor: float = DEFAULT_ZERO_DAY_FACTOR,
     seed: int = 0,
     max_packets: int = 80_000,
     epochs: int = 2,
@@ -79,9 +102,11 @@ def fit_site_gate(
 ) -> SiteGate:
     """Fit the gate on ``baseline`` (the site's first minutes, assumed attack-free): KitNET on
     (an evenly spaced sample of at most ``max_packets`` of) its AfterImage features, threshold
-    at the ``quantile`` of its RMSEs."""
+    at the ``quantile`` of its RMSEs; zero-day verdicts above ``zero_day_factor`` x that."""
     if not 0.5 <= quantile <= 1.0:
         raise ValueError("the gate quantile must be between 0.5 and 1")
+    if not (zero_day_factor == 0 or zero_day_factor >= 1):
+        raise ValueError("the zero-day factor must be 0 (off) or at least 1")
     n = len(baseline)
     if n < MIN_BASELINE_PACKETS:
         raise ValueError(
@@ -93,4 +118,4 @@ def fit_site_gate(
     kit = KitNET(seed=seed, min_steps=min_steps).fit(x, epochs=epochs)
     rmse = kit.score(np.asarray(baseline.afterimage, np.float32))
     threshold = float(np.quantile(rmse[np.isfinite(rmse)], quantile))
-    return SiteGate(kit, threshold, float(quantile), n)
+    return SiteGate(kit, threshold, float(quantile), n, float(zero_day_factor))
