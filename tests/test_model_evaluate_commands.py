@@ -64,27 +64,47 @@ def test_adapt_whole_capture_writes_a_site_model(trained):
     data, tmp, model_dir = trained
     out = commands.adapt(
         model_dir, data / "zeek" / "wikipedia.pcap", None, tmp / "site",
-        cache_dir=tmp / "cache", rounds=1, progress=False,
+        cache_dir=tmp / "cache", rounds=1, progress=False, mode="retrain",
     )
     card = json.loads((tmp / "site" / "card.json").read_text())
     assert card["data"]["until_s"] is None and card["name"].endswith("-site")
     assert 0.0 <= out["adapted"]["flagged_share_after"] <= 1.0
+    assert "site_gate" not in card
 
 
 DEMO = Path(__file__).parent.parent / "assets" / "demo"
 
 
-def test_evaluate_reports_a_site_before_and_after_adaptation(trained):
+def test_adapt_by_default_gates_on_the_baseline_and_refuses_a_tiny_one(trained):
+    data, tmp, model_dir = trained
+    out = commands.adapt(model_dir, DEMO / "capture.pcap", 20.0, tmp / "gated", progress=False)
+    card = json.loads((tmp / "gated" / "card.json").read_text())
+    assert out["adapted"]["mode"] == "gate" and card["info"]["mode"] == "gate"
+    assert card["site_gate"]["packets"] > 200 and card["site_gate"]["zero_day_factor"] == 5.0
+    assert card["info"]["labelled_files"] == 0  # the gate needs no labelled corpus
+    with pytest.raises(ValueError, match="needs at least"):  # 136 packets: too few to learn
+        commands.adapt(model_dir, data / "zeek" / "wikipedia.pcap", None, tmp / "no",
+                       progress=False)
+    assert not (tmp / "no").exists()
+
+
+@pytest.mark.parametrize("mode", ["gate", "retrain"])
+def test_evaluate_reports_a_site_before_and_after_adaptation(trained, mode):
     _, tmp, model_dir = trained
     out = commands.evaluate(
         DEMO / "labels.csv", model_dir=model_dir, json_out=tmp / "site.json",
-        cache_dir=tmp / "cache", progress=False, adapt_until_s=40.0,
+        cache_dir=tmp / "cache", progress=False, adapt_until_s=40.0, adapt_mode=mode,
     )
     site = out["site_adaptation"]
     total = out["packets"]
     assert site["window_packets"] + site["rest_packets"] == total
     assert 0 < site["adapt_packets"] <= site["window_packets"] < total
-    assert site["labelled_corpus_files"] > 0  # the model's own corpus is mixed in
+    assert site["mode"] == mode
+    if mode == "retrain":
+        assert site["labelled_corpus_files"] > 0  # the model's own corpus is mixed in
+        assert site["gate_threshold"] is None
+    else:
+        assert site["labelled_corpus_files"] == 0 and site["gate_threshold"] > 0
     for when in ("before", "after"):
         assert site[when]["whole"]["packets"] == total
         assert site[when]["rest"]["packets"] == site["rest_packets"]

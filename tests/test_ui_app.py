@@ -54,6 +54,7 @@ def test_demo_replays_the_bundled_capture(no_loop, monkeypatch, tmp_path):
     assert gui.main(["--demo", "--config", str(tmp_path / "c.json")]) == 0
     (options,) = no_loop
     assert options.replay == str(PCAP) and options.db_path.endswith("demo.sqlite3")
+    assert options.adapt_after_s == gui.DEMO_BASELINE_S  # the demo's attack-free start
 
 
 def test_without_capture_rights_a_dialog_not_a_traceback(no_loop, monkeypatch, tmp_path):

@@ -26,4 +26,4 @@ echo "No display found: analysing the demo capture headless instead (the window 
 db=$(mktemp -d)/demo.db
 .venv/bin/jixiaoan analyze assets/demo/capture.pcap --db "$db"
 echo "Verdicts per device are in $db; replay it live with:"
-echo "  .venv/bin/jixiaoan monitor --replay assets/demo/capture.pcap --speed 10 --db $db"
+echo "  .venv/bin/jixiaoan monitor --replay assets/demo/capture.pcap --speed 10 --adapt-after 20 --db $db"

@@ -116,8 +116,13 @@ def ask_without_rights(problem: str) -> str:
     return "quit"
 
 
+DEMO_BASELINE_S = 20.0  # the demo's first 23 s are benign (assets/demo/phases.csv)
+
+
 def demo_options(speed: float | None = None, model: str | None = None):
-    """MonitorOptions replaying the demo capture into a temporary database."""
+    """MonitorOptions replaying the demo capture into a temporary database; the model learns
+    the demo network's normal traffic from its attack-free first ``DEMO_BASELINE_S`` seconds
+    (the site baseline gate, ``jixiaoan.model.site_gate``)."""
     from jixiaoan.runtime.options import MonitorOptions
 
     pcap = demo_capture()
@@ -126,7 +131,8 @@ def demo_options(speed: float | None = None, model: str | None = None):
     model_dir = model or (str(bundled_model()) if bundled_model() else None)
     db = Path(tempfile.mkdtemp(prefix="jixiaoan-demo-")) / "demo.sqlite3"
     return MonitorOptions(replay=str(pcap), speed=1.0 if speed is None else speed,
-                          model_dir=model_dir, db_path=str(db))
+                          model_dir=model_dir, db_path=str(db),
+                          adapt_after_s=DEMO_BASELINE_S if model_dir else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,9 +138,11 @@ class SettingsDialog(QDialog):
         model = QGroupBox("Model")
         f = QFormLayout(model)
         self.adapt_after = _spin(0, 86400, int(round(self.config.adapt_after_s)), 0, " s")
-        self.adapt_after.setToolTip("Retrain the model on this network's own first minutes of "
-                                    "traffic, in the background (0 = never)")
-        f.addRow("Adapt to this network after (0 = never)", self.adapt_after)
+        self.adapt_after.setToolTip(
+            "Learn this network's normal traffic from its first seconds of monitoring (keep "
+            "them attack-free). Afterwards a packet is flagged only when it is also unlike that "
+            "traffic, and traffic far from it is flagged as 'anomaly' (0 = never)")
+        f.addRow("Learn normal traffic for the first (0 = never)", self.adapt_after)
         layout.addWidget(model)
 
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
