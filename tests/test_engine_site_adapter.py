@@ -128,6 +128,26 @@ def test_the_saved_setting_turns_adaptation_on_and_the_option_overrides_it(tiny_
         live_adapter(ESeT(TINY_ESET), MonitorOptions(adapt_after_s=30.0), 0.0)
 
 
+def test_alerts_wait_for_the_site_model(tiny_eset, tmp_path):
+    # threshold 0: every watched device would alert on its first evaluation
+    opts = MonitorOptions(replay=str(DEMO), speed=20.0, db_path=str(tmp_path / "a.db"),
+                          detector=tiny_eset, adapt_after_s=20.0, threshold=0.0, min_packets=1)
+    session = MonitorSession(Config(), opts)
+    events = []
+    session.add_alert_callback(events.append)
+    start = float(next(iter(read_capture(str(DEMO), batch_size=1))).ts[0])
+    assert session.alerts_held()
+    session.start()
+    try:
+        assert session.wait_finished(timeout=120)
+    finally:
+        session.stop()
+    assert session.adapter.state == sa.ACTIVE, session.adapter.error
+    assert not session.alerts_held()
+    assert events, "the site model's verdicts raise alerts"
+    assert min(e.time for e in events) > start + 20.0  # none from the learning period
+
+
 def test_a_replayed_monitor_adapts_and_reports_it(tiny_eset, tmp_path):
     opts = MonitorOptions(replay=str(DEMO), speed=0.0, db_path=str(tmp_path / "m.db"),
                           detector=tiny_eset, adapt_after_s=30.0)

@@ -100,6 +100,7 @@ def test_evaluate_reports_a_site_before_and_after_adaptation(trained, mode):
     assert site["window_packets"] + site["rest_packets"] == total
     assert 0 < site["adapt_packets"] <= site["window_packets"] < total
     assert site["mode"] == mode
+    assert "AfterImage" in site["note"]  # segments: the statistics restart at every file
     if mode == "retrain":
         assert site["labelled_corpus_files"] > 0  # the model's own corpus is mixed in
         assert site["gate_threshold"] is None

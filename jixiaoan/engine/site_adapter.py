@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 LabelledLoader = Callable[[], TrainingData | None]
 COLLECTING, ADAPTING, READY, ACTIVE, FAILED = "collecting", "adapting", "ready", "active", "failed"
+LEARNING_STATES = (COLLECTING, ADAPTING, READY)  # the site model is not classifying yet
 
 
 class LiveAdapter:
@@ -150,7 +151,10 @@ class LiveAdapter:
         """A few words for the status line."""
         state = self.state
         if state == COLLECTING:
-            return f"site: collecting {self._packets:,} pkts of {self.after_s:g} s"
+            return (f"site: learning normal traffic, {self._packets:,} pkts of {self.after_s:g} s "
+                    "(alerts held)")
         if state == ACTIVE:
             return f"site model active ({self._seconds:.0f} s to adapt)"
+        if state in LEARNING_STATES:
+            return f"site: {state} (alerts held)"
         return f"site: {state}"

@@ -113,6 +113,23 @@ def build_keys(h: HeaderBatch) -> tuple[np.ndarray, ...]:
     return (mi,) + ch + sk
 
 
+GROUP_WIDTHS = tuple(len(fields) for _, fields in GROUPS)  # columns per decay, by group
+
+
+def afterimage_columns(lambdas: tuple[float, ...], min_lambda: float) -> np.ndarray:
+    """Indices of the AfterImage columns computed with a decay ``lam >= min_lambda`` (the
+    short-memory statistics: ``lam = 1`` halves every second), in output order."""
+    lambdas = tuple(float(x) for x in lambdas)
+    keep = [i for i, lam in enumerate(lambdas) if lam >= min_lambda]
+    if not keep:
+        raise ValueError(f"no AfterImage decay is {min_lambda} or faster (have {lambdas})")
+    cols, base = [], 0
+    for width in GROUP_WIDTHS:
+        for i in keep:
+            cols.extend(range(base + i * width, base + (i + 1) * width))
+        base += len(lambdas) * width
+    return np.asarray(cols, dtype=np.int64)
+
 class AfterImage:
     """Streaming extractor of Kitsune's 100 AfterImage features (semantics: module doc)."""
 

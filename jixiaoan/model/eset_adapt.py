@@ -86,7 +86,8 @@ def adapt(
         labelled_files = int(out.info.pop("labelled_files"))
         labelled_packets = int(out.info.pop("labelled_packets"))
     if mode != "retrain":
-        out.gate = fit_site_gate(site, gate_quantile, zero_day_factor, seed=cfg.seed)
+        out.gate = fit_site_gate(site, model.feature_config.lambdas, gate_quantile,
+                                 zero_day_factor, seed=cfg.seed)
     out.info = {
         "adapted_from": model.name,
         "mode": mode,

@@ -23,6 +23,10 @@ from jixiaoan.model.site_gate import DEFAULT_ZERO_DAY_FACTOR
 from jixiaoan.model.verdict import TrainingData
 
 SESSION_STRIDE = np.int64(1) << np.int64(40)  # keeps the files' session ids apart
+MULTI_FILE_NOTE = (
+    "the site is several files: each one's AfterImage statistics start afresh, unlike a live "
+    "monitor's; to judge a monitor, label the whole capture as one file"
+)
 
 
 def labelled_corpus_for(
@@ -100,7 +104,8 @@ def evaluate_adaptation(
     first = FeatureBatch.concat([f.take(np.flatnonzero(~r)) for f, r in zip(files, rest)])
     site_model = adapt(model, first, labelled, until_s, rounds, progress, mode=mode,
                        zero_day_factor=zero_day_factor)
-    report = {
+    report = {"note": MULTI_FILE_NOTE} if len(files) > 1 else {}
+    report |= {
         "site_files": names,
         "adapt_until_s": until_s,
         "mode": mode,
@@ -132,4 +137,6 @@ def format_adaptation(report: dict) -> str:
                 f"{when:8s} {part:6s} {m['precision']:9.4f} {m['recall']:7.4f} "
                 f"{m['f1']:7.4f} {m['fpr']:7.4f}"
             )
+    if report.get("note"):
+        lines.append(f"note: {report['note']}")
     return "\n".join(lines)

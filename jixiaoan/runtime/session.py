@@ -30,6 +30,7 @@ from jixiaoan.engine.batch import ClassifiedBatch, Device
 from jixiaoan.engine.live import InferenceWorker
 from jixiaoan.engine.offline import discover_devices
 from jixiaoan.engine.pipeline import Engine
+from jixiaoan.engine.site_adapter import LEARNING_STATES
 from jixiaoan.runtime.discovery import LiveDiscovery
 from jixiaoan.runtime.engine_setup import live_adapter, load_model, warm_up_frames
 from jixiaoan.runtime.latency import LatencyRecorder
@@ -87,6 +88,7 @@ class MonitorSession:
         self.source = None
         self._lock = threading.Lock()
         self._clock = (float("-inf"), 0.0)  # (latest capture time fed to alerts, monotonic then)
+        self._alerts_were_held = False
         self._ticker: threading.Thread | None = None
         self._stop_tick = threading.Event()
         self._started_at = 0.0
@@ -271,11 +273,23 @@ class MonitorSession:
         if not self.store.submit(batch):
             self.latency.cancel(token)
 
+    def alerts_held(self) -> bool:
+        """True while the model is still learning the site (``adapt_after_s``): verdicts are
+        stored but raise no alert until the site model takes over, whose verdicts then start
+        the alert windows afresh. A failed adaptation releases them (the original model goes
+        on alone)."""
+        adapter = self.adapter
+        return adapter is not None and adapter.state in LEARNING_STATES
+
     def _alert_sink(self, batch: ClassifiedBatch) -> None:
         assert self.alerting is not None
         monitor = self.alerting.monitor
+        held = self.alerts_held()
+        if self._alerts_were_held and not held:
+            monitor.tracker.reset()  # the learning period's verdicts never count
+        self._alerts_were_held = held
         monitor.observe(batch)
-        if monitor.tracker.now > float("-inf"):  # not before a watched device was seen
+        if not held and monitor.tracker.now > float("-inf"):  # and a watched device was seen
             monitor.evaluate()
         if len(batch):  # the capture clock: the newest packet's time, watched or not
             latest = max(float(batch.headers.ts[-1]), float(monitor.tracker.now))
@@ -310,7 +324,7 @@ class MonitorSession:
     def tick(self) -> None:
         """One timer step: re-evaluate the alert policy at the capture clock, sample rates."""
         now = self._capture_now()
-        if now is not None and self.alerting is not None:
+        if now is not None and self.alerting is not None and not self.alerts_held():
             self.alerting.monitor.evaluate(now)
         mono = time.monotonic()
         captured = self._capture_counters()[0]
