@@ -69,6 +69,10 @@ def test_monitor_fills_from_the_store(running, qtbot):
     assert "1,234 pkt/s" in window.pps_label.text()
     assert "drops 7" in window.drops_label.text()
     assert "fake-model" in window.model_label.text()
+    assert "alerts held" not in window.model_label.text()
+    session.adaptation = "site: learning normal traffic, 10 pkts of 20 s (alerts held)"
+    window._refresh_status()
+    assert "alerts held" in window.model_label.text()  # the user sees why nothing alerts yet
     reader.close()
 
 

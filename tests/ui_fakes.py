@@ -43,6 +43,7 @@ class FakeSession:
         self.callbacks: list = []
         self.batches, self.batch_size, self.pause_s = batches, batch_size, pause_s
         self.written = 0
+        self.adaptation = ""
         self.stopped = threading.Event()
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -76,7 +77,7 @@ class FakeSession:
     def status(self) -> MonitorStatus:
         return MonitorStatus(source="fake", model="fake-model", running=True,
                              finished=self.done.is_set(), uptime_s=1.0, captured_pps=1234.0,
-                             dropped_queue=7)
+                             dropped_queue=7, adaptation=self.adaptation)
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopped.set()

@@ -346,6 +346,8 @@ class MonitorWindow(QMainWindow):
             self.drops_label.setText(f"drops {status.dropped:,}")
             self.alerts_label.setText(f"alerts {status.alerts_fired}")
             model = status.model or self.model_name
+            if status.adaptation:  # e.g. learning the site's normal traffic, alerts held
+                model = f"{model} · {status.adaptation}"
             if status.finished:
                 self.state_label.setText("replay finished")
             if status.errors:
