@@ -1,6 +1,7 @@
 """Screenshots of the desktop app for the docs, taken under Xvfb.
 
     .venv/bin/python tools/screenshots.py [--pcap FILE] [--model DIR] [--seconds 20]
+        [--speed 1] [--adapt-after 20]
 
 Starts Xvfb (unless DISPLAY is set or --no-xvfb), shows the setup wizard (adapter page and
 device page; with --real-adapters the machine's own adapters and a real ARP scan, otherwise an
@@ -150,7 +151,8 @@ def shoot_wizard(app, cfg, real: bool) -> None:
     wiz.deleteLater()
 
 
-def shoot_monitor(app, cfg, pcap: str, model: str | None, seconds: float, speed: float) -> None:
+def shoot_monitor(app, cfg, pcap: str, model: str | None, seconds: float, speed: float,
+                  adapt_after: float | None = None) -> None:
     """Monitor window during a replay, a hex dump, a popup and the settings dialog."""
     from jixiaoan.runtime.options import MonitorOptions
     from jixiaoan.ui.monitor import MonitorWindow
@@ -160,7 +162,7 @@ def shoot_monitor(app, cfg, pcap: str, model: str | None, seconds: float, speed:
     window.show()
     db = Path(os.environ.get("TMPDIR", "/tmp")) / f"jixiaoan-shots-{os.getpid()}.sqlite3"
     window.start_monitoring(MonitorOptions(replay=pcap, speed=speed, model_dir=model,
-                                           db_path=str(db)))
+                                           db_path=str(db), adapt_after_s=adapt_after))
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         pump(app, 0.5)
@@ -207,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="model folder (default: models/default when present)")
     p.add_argument("--seconds", type=float, default=20.0, help="replay time before the shots")
     p.add_argument("--speed", type=float, default=1.0, help="replay pace (0 = full speed)")
+    p.add_argument("--adapt-after", type=float, default=None,
+                   help="learn the site's first SECONDS first (the demo: 20, as the app does)")
     p.add_argument("--real-adapters", action="store_true", help="the machine's own adapters")
     p.add_argument("--no-xvfb", action="store_true", help="use the current DISPLAY")
     args = p.parse_args(argv)
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model or (str(bundled_model()) if bundled_model() else None)
         cfg.alerts.min_packets = 10
         cfg.alerts.cooldown_s = 30.0
-        shoot_monitor(app, cfg, pcap, model, args.seconds, args.speed)
+        shoot_monitor(app, cfg, pcap, model, args.seconds, args.speed, args.adapt_after)
     finally:
         if xvfb is not None:
             xvfb.terminate()
