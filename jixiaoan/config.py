@@ -111,7 +111,10 @@ class CaptureSettings:
     interface: str = ""
     bpf_filter: str = ""
     batch_size: int = field(default=1024, metadata=_check(_positive, "more than 0"))
-    queue_size: int = field(default=64, metadata=_check(_positive, "more than 0"))
+    # capture batches waiting for the engine; packets and bytes bound the memory (MonitorOptions).
+    # At 100k pkt/s a batch holds ~500 packets, so 64 batches buffered only ~0.3 s and dropped
+    # bursts that 1,024 rode out (BENCHMARKS.md, session 6)
+    queue_size: int = field(default=1024, metadata=_check(_positive, "more than 0"))
 
 
 @dataclass

@@ -66,6 +66,25 @@ def test_paced_replay_overload_is_bounded_and_every_packet_accounted_for(tmp_pat
     assert status.model == "slow-test"
 
 
+def test_the_frame_queue_is_bounded_by_packets_and_bytes_more_than_batches(tmp_path):
+    """Live batches are small at high rates (a ring block every 5 ms), so the batch bound is
+    loose and the packet and byte bounds hold memory; options override the saved setting."""
+    opts = MonitorOptions(replay=str(WIKI), db_path=str(tmp_path / "q.db"))
+    session = MonitorSession(Config(), opts)
+    try:
+        q = session.queue
+        assert (q.max_batches, q.max_packets, q.max_bytes) == (1024, 262_144, 128 * 1024 * 1024)
+    finally:
+        session.stop()
+    opts = MonitorOptions(replay=str(WIKI), db_path=str(tmp_path / "r.db"), queue_batches=3,
+                          queue_bytes=5000)
+    session = MonitorSession(Config(), opts)
+    try:
+        assert (session.queue.max_batches, session.queue.max_bytes) == (3, 5000)
+    finally:
+        session.stop()
+
+
 def test_a_silent_device_re_arms_on_the_timer(tmp_path):
     """After the attack the attacker falls silent: the 1 s timer moves the window on, so the
     device re-arms (and a second attack would alert again) without any new packet."""

@@ -54,6 +54,7 @@ class MonitorOptions:
     capture_method: str = "auto"
     queue_batches: int | None = None
     queue_packets: int = 262_144
+    queue_bytes: int = 128 * MiB  # captured bytes waiting: bounds memory for full-size frames
     max_batch_packets: int = 16384
     max_wait_s: float = 0.005
     store_queue_batches: int = 64

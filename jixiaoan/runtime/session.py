@@ -66,6 +66,7 @@ class MonitorSession:
         self.queue = FrameQueue(
             max_batches=options.queue_batches or self.cfg.capture.queue_size,
             max_packets=options.queue_packets,
+            max_bytes=options.queue_bytes,
         )
         self.latency = LatencyRecorder()
         self.store = open_monitor_store(self.cfg, options, self.model_name, self.latency.committed)
