@@ -131,6 +131,22 @@ def test_device_page_lists_scan_and_passive_devices(qtbot, tmp_path):
     assert page.isComplete()
 
 
+def test_learning_the_site_can_be_declined_and_the_choice_is_saved(qtbot, tmp_path):
+    cfg = Config(adapt_after_s=300.0)
+    wiz, _, _ = make_wizard(qtbot, tmp_path, cfg)
+    wiz.show()
+    wiz.next()
+    page = wiz.device_page
+    qtbot.waitUntil(lambda: page.table.rowCount() == 3, timeout=5000)
+    assert page.learn_check.isChecked() and page.learn_seconds.value() == 300  # the saved value
+    page.learn_check.setChecked(False)
+    assert not page.learn_seconds.isEnabled()
+    wiz.accept()
+    assert wiz.learn_seconds() == 0.0
+    saved, _ = load_config(tmp_path / "config.json")
+    assert saved.adapt_after_s == 0.0
+
+
 def test_names_are_remembered(qtbot, tmp_path):
     wiz, _, passive = make_wizard(qtbot, tmp_path)
     wiz.show()
@@ -146,7 +162,9 @@ def test_names_are_remembered(qtbot, tmp_path):
     assert wiz.chosen_interface() == "wlan1"
     chosen = {d.ip: d.name for d in wiz.chosen_devices()}
     assert chosen == {"10.42.0.2": "plug.lan", "10.42.0.3": "Baby monitor"}
+    assert wiz.learn_seconds() == 120.0  # learning the site is suggested, two minutes
     cfg, problems = load_config(tmp_path / "config.json")
     assert problems == []
+    assert cfg.adapt_after_s == 120.0  # remembered for the next start
     assert cfg.device_name("AA:BB:CC:00:00:03") == "Baby monitor"
     assert cfg.device_name("02:00:00:00:00:09") == ""

@@ -204,5 +204,7 @@ def _wizard_options(cfg, args):
         return "quit"
     from jixiaoan.runtime.options import MonitorOptions
 
+    # the wizard saved its learning choice in cfg.adapt_after_s, which the session applies
+    # (without a model that can learn, the monitor runs unadapted and says so in the log)
     return MonitorOptions(iface=wizard.chosen_interface(), devices=wizard.chosen_devices(),
                           model_dir=args.model or model_for(cfg), db_path=args.db or "")

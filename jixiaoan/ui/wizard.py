@@ -11,6 +11,7 @@ from typing import Any
 from PyQt5.QtCore import QSize, Qt, QTimer
 from PyQt5.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -19,6 +20,7 @@ from PyQt5.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -33,6 +35,7 @@ from jixiaoan.ui.adapter_cards import AdapterCard, CounterRates, preferred_adapt
 from jixiaoan.ui.scan_worker import PassiveWatch, ScanJob, Scanner
 
 SCAN_TIMEOUT_S = 2.0
+DEFAULT_LEARN_S = 120  # suggested site baseline (site_gate): two quiet minutes
 COL_NAME, COL_IP, COL_MAC, COL_VENDOR, COL_SEEN = range(5)
 
 
@@ -145,6 +148,22 @@ class DevicePage(QWizardPage):
             buttons.addWidget(b)
         buttons.addStretch(1)
         layout.addLayout(buttons)
+        learn = QHBoxLayout()
+        self.learn_check = QCheckBox("First learn this network's normal traffic for")
+        self.learn_check.setChecked(True)
+        self.learn_check.setToolTip(
+            "Recommended. The model learns what is usual on this network and afterwards flags "
+            "only traffic unlike it (and anything far from it, as 'anomaly'). Alerts wait until "
+            "then, so start when no attack is under way.")
+        self.learn_seconds = QSpinBox()
+        self.learn_seconds.setRange(10, 3600)
+        self.learn_seconds.setSuffix(" s")
+        self.learn_seconds.setValue(int(cfg.adapt_after_s) or DEFAULT_LEARN_S)
+        self.learn_check.toggled.connect(self.learn_seconds.setEnabled)
+        learn.addWidget(self.learn_check)
+        learn.addWidget(self.learn_seconds)
+        learn.addStretch(1)
+        layout.addLayout(learn)
         self.all_button.clicked.connect(lambda: self.set_all(True))
         self.none_button.clicked.connect(lambda: self.set_all(False))
         self.rescan_button.clicked.connect(self.start_scan)
@@ -323,9 +342,15 @@ class SetupWizard(QWizard):
         """The devices to watch."""
         return self.device_page.chosen()
 
+    def learn_seconds(self) -> float:
+        """Seconds of site traffic to learn before alerting (0: don't learn)."""
+        page = self.device_page
+        return float(page.learn_seconds.value()) if page.learn_check.isChecked() else 0.0
+
     def remember_names(self) -> None:
-        """Store the typed names (by MAC) in the config file."""
-        changed = False
+        """Store the typed names (by MAC) and the learning choice in the config file."""
+        changed = self.cfg.adapt_after_s != self.learn_seconds()
+        self.cfg.adapt_after_s = self.learn_seconds()
         for dev in self.device_page.chosen():
             if dev.mac and self.cfg.device_name(dev.mac) != dev.name:
                 self.cfg.set_device_name(dev.mac, dev.name)
