@@ -75,6 +75,18 @@ def test_the_packet_cap_ends_the_window_early(tiny_eset, site, tmp_path):
     assert (tmp_path / "site" / "card.json").exists()  # saved where asked
 
 
+def test_a_quiet_network_stretches_the_window_to_enough_packets(tiny_eset, site):
+    from jixiaoan.model.site_gate import MIN_BASELINE_PACKETS
+
+    after = float(site.ts[49] - site.ts[0])  # only 50 packets fall inside the window
+    adapter = sa.LiveAdapter(tiny_eset, after)
+    _feed(adapter, site, step=30)
+    assert adapter.join(timeout=120) and adapter.state == sa.READY, adapter.error
+    model = adapter.take_ready()
+    assert model.info["site_packets"] == model.gate.packets == MIN_BASELINE_PACKETS
+    assert model.info["until_s"] >= after
+
+
 def test_a_failed_adaptation_is_reported_and_the_original_model_stays(tiny_eset, site):
     def broken():
         raise OSError("labelled corpus unreadable")

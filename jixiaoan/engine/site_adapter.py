@@ -26,6 +26,7 @@ import numpy as np
 from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.eset import ESeT
 from jixiaoan.model.eset_adapt import DEFAULT_MODE, DEFAULT_ROUNDS, adapt, needs_labelled_corpus
+from jixiaoan.model.site_gate import MIN_BASELINE_PACKETS
 from jixiaoan.model.verdict import Detector, TrainingData
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,17 @@ class LiveAdapter:
     # ---- worker thread ----------------------------------------------------------------------
 
     def observe(self, features: FeatureBatch) -> None:
-        """Keep the packets of the adaptation window; start adapting once it is complete."""
+        """Keep the packets of the adaptation window; start adapting once it is complete. A
+        quiet network's window stretches until it holds ``MIN_BASELINE_PACKETS``."""
         if self._state != COLLECTING or len(features) == 0:
             return
         ts = features.ts if len(features.ts) == len(features) else np.full(len(features), 0.0)
         if self._start_ts is None:
             self._start_ts = float(ts.min())
         inside = np.flatnonzero(ts <= self._start_ts + self.after_s)
+        short = MIN_BASELINE_PACKETS - self._packets - len(inside)
+        if short > 0 and len(inside) < len(features):  # too few packets yet: stretch
+            inside = np.arange(min(len(features), len(inside) + short))
         inside = inside[: self.max_packets - self._packets]
         if len(inside):
             self._parts.append(features.take(inside))
@@ -111,7 +116,9 @@ class LiveAdapter:
                 labelled = self._labelled() if self._labelled is not None else None
                 if labelled is None:
                     log.warning("site adaptation without a labelled corpus (site traffic only)")
-            model = adapt(self.model, site, labelled, self.after_s, self.rounds, mode=self.mode)
+            span = float(site.ts.max() - site.ts.min()) if len(site.ts) else 0.0
+            until = max(self.after_s, span)  # the window may have stretched
+            model = adapt(self.model, site, labelled, until, self.rounds, mode=self.mode)
             if self.out_dir:
                 data = getattr(self.model, "card_data", {}).get("data", {})
                 extra = {"data": {**data, "site_capture": "live", "until_s": self.after_s}}
