@@ -125,7 +125,8 @@ def fit_site_gate(
     n = len(baseline)
     if n < MIN_BASELINE_PACKETS:
         raise ValueError(
-            f"the site baseline has {n} packets; the gate needs at least {MIN_BASELINE_PACKETS}"
+            f"the site baseline has {n} packets; the gate needs at least "
+            f"{MIN_BASELINE_PACKETS}: learn from a longer stretch of the site's traffic"
         )
     columns = afterimage_columns(lambdas, min_lambda)
     x = np.ascontiguousarray(np.asarray(baseline.afterimage, np.float32)[:, columns])
