@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from jixiaoan import __version__
-from jixiaoan.model.adapt_modes import ADAPT_MODE_HELP, ADAPT_MODES
+from jixiaoan.model.adapt_modes import ADAPT_MODE_HELP, ADAPT_MODES, DEFAULT_MODE
 
 log = logging.getLogger("jixiaoan")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "report before/after on the rest and the whole")
     s.add_argument("--adapt-labels", help="labelled corpus mixed into a retraining adaptation "
                    "(default: the one named in the model card)")
-    s.add_argument("--adapt-mode", choices=ADAPT_MODES, default="gate", help=ADAPT_MODE_HELP)
+    s.add_argument("--adapt-mode", choices=ADAPT_MODES, default=DEFAULT_MODE, help=ADAPT_MODE_HELP)
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("adapt", help="adapt a model to a site's own unlabelled traffic")
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--capture", required=True)
     s.add_argument("--until", type=float, help="use only the first SECONDS of the capture")
     s.add_argument("--labels", help="labelled corpus to mix in when retraining (labels.csv)")
-    s.add_argument("--mode", choices=ADAPT_MODES, default="gate", help=ADAPT_MODE_HELP)
+    s.add_argument("--mode", choices=ADAPT_MODES, default=DEFAULT_MODE, help=ADAPT_MODE_HELP)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_adapt)
 

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from jixiaoan.features.batch import FeatureBatch
+from jixiaoan.model.adapt_modes import DEFAULT_MODE, needs_labelled_corpus
 from jixiaoan.model.eset import ESeT
-from jixiaoan.model.eset_adapt import DEFAULT_MODE, DEFAULT_ROUNDS, adapt, needs_labelled_corpus
+from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS, adapt
 from jixiaoan.model.site_gate import MIN_BASELINE_PACKETS
 from jixiaoan.model.verdict import Detector, TrainingData
 

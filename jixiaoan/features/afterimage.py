@@ -130,6 +130,7 @@ def afterimage_columns(lambdas: tuple[float, ...], min_lambda: float) -> np.ndar
         base += len(lambdas) * width
     return np.asarray(cols, dtype=np.int64)
 
+
 class AfterImage:
     """Streaming extractor of Kitsune's 100 AfterImage features (semantics: module doc)."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jixiaoan.model.adapt_modes import DEFAULT_MODE
 from jixiaoan.model.corpus import Corpus, file_weights, load_corpus
 from jixiaoan.model.corpus_split import DEFAULT_TEST_SHARE, SPLIT_SALT, file_split, labelled_split
 from jixiaoan.model.eset import ESeT, ESeTConfig
@@ -133,7 +134,7 @@ def evaluate(
     save_dir: str | Path | None = None,
     adapt_until_s: float | None = None,
     adapt_labels: str | Path | None = None,
-    adapt_mode: str = "gate",
+    adapt_mode: str = DEFAULT_MODE,
 ) -> dict:
     """Score a pre-trained model (``model_dir``: on the test split when ``labels_csv`` is the
     corpus it was trained on, else on every file) or train and score ``methods`` x
@@ -211,7 +212,7 @@ def evaluate(
 
 
 def _site_adaptation(model, site, until_s, adapt_labels, cache_dir, progress, mode) -> dict:
-    from jixiaoan.model.eset_adapt import needs_labelled_corpus
+    from jixiaoan.model.adapt_modes import needs_labelled_corpus
     from jixiaoan.model.site_eval import evaluate_adaptation, format_adaptation, labelled_corpus_for
 
     labelled = None
@@ -235,7 +236,7 @@ def adapt(
     cache_dir: str | Path | None = None,
     rounds: int | None = None,
     progress: bool = True,
-    mode: str = "gate",
+    mode: str = DEFAULT_MODE,
 ) -> dict:
     """Adapt a trained model to a site capture (first ``until_s`` seconds, None: all of it; at
     most ``2 * pool_max`` packets are used) by ``mode`` (``eset_adapt``), save the site model
@@ -243,7 +244,8 @@ def adapt(
     card (when present), its train split at the card's fraction."""
     from jixiaoan.features.batch import FeatureBatch
     from jixiaoan.features.extractor import extract_capture
-    from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS, needs_labelled_corpus
+    from jixiaoan.model.adapt_modes import needs_labelled_corpus
+    from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS
     from jixiaoan.model.eset_adapt import adapt as adapt_model
     from jixiaoan.model.site_eval import labelled_corpus_for
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model import eset_enhance as enh
-from jixiaoan.model.adapt_modes import ADAPT_MODES, DEFAULT_MODE, needs_labelled_corpus
+from jixiaoan.model.adapt_modes import ADAPT_MODES, DEFAULT_MODE
 from jixiaoan.model.corpus import file_weights
 from jixiaoan.model.eset import ESeT
 from jixiaoan.model.eset_train import RoundInputs, predicted_classes, run_rounds
@@ -36,7 +36,6 @@ from jixiaoan.model.site_gate import (
 from jixiaoan.model.verdict import TrainingData
 
 DEFAULT_ROUNDS = 3
-__all__ = ["ADAPT_MODES", "DEFAULT_MODE", "adapt", "needs_labelled_corpus", "site_window"]
 
 
 def site_window(site: FeatureBatch, until_s: float, max_packets: int) -> FeatureBatch:
@@ -76,15 +75,13 @@ def adapt(
     if len(site) < 2:
         raise ValueError(f"the site capture has {len(site)} packets in its first {until_s} s")
     if mode == "gate":
-        out = ESeT(model.config, model.feature_config, name=f"{model.name}-site", progress=progress)
-        out.classes, out.threshold = model.classes, model.threshold
-        out.det, out.kitnet = copy.deepcopy(model.det), model.kitnet
-        out.history = list(model.history)
+        out = _site_copy(model, model.config, progress)
+        out.kitnet, out.history = model.kitnet, list(model.history)
         labelled_files, labelled_packets = 0, 0
     else:
-        out = _retrained(model, site, labelled_corpus, cfg, progress)
-        labelled_files = int(out.info.pop("labelled_files"))
-        labelled_packets = int(out.info.pop("labelled_packets"))
+        out, labelled_files, labelled_packets = _retrained(
+            model, site, labelled_corpus, cfg, progress
+        )
     if mode != "retrain":
         out.gate = fit_site_gate(site, model.feature_config.lambdas, gate_quantile,
                                  zero_day_factor, seed=cfg.seed)
@@ -105,15 +102,21 @@ def adapt(
     return out
 
 
+def _site_copy(model: ESeT, config, progress: bool) -> ESeT:
+    """A new site model with a copy of ``model``'s DET, classes and decision threshold."""
+    out = ESeT(config, model.feature_config, name=f"{model.name}-site", progress=progress)
+    out.classes, out.threshold = model.classes, model.threshold
+    out.det = copy.deepcopy(model.det)
+    return out
+
+
 def _retrained(
     model: ESeT, site: FeatureBatch, labelled_corpus: TrainingData | None, cfg, progress: bool
-) -> ESeT:
-    """``model`` with KitNET refitted to ``site`` and its DET retrained by ESeT's rounds."""
+) -> tuple[ESeT, int, int]:
+    """``model`` with KitNET refitted to ``site`` and its DET retrained by ESeT's rounds; also
+    the labelled files and packets mixed in."""
     rng = np.random.default_rng(cfg.seed)
-    out = ESeT(cfg, model.feature_config, name=f"{model.name}-site", progress=progress)
-    out.classes = model.classes
-    out.det = copy.deepcopy(model.det)
-    out.threshold = model.threshold
+    out = _site_copy(model, cfg, progress)
     out.kitnet = out.fit_kitnet([site], np.ones(1))
     files, labelled = [site], [np.full(len(site), enh.IGNORE, dtype=np.int64)]
     if labelled_corpus is not None:
@@ -139,8 +142,4 @@ def _retrained(
         check=check,
     )
     out.history = run_rounds(inp, out._predict_file, out._train, cfg, rng, progress)
-    out.info = {
-        "labelled_files": len(files) - 1,
-        "labelled_packets": int(sum(int((t >= 0).sum()) for t in labelled)),
-    }
-    return out
+    return out, len(files) - 1, int(sum(int((t >= 0).sum()) for t in labelled))

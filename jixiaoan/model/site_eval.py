@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from jixiaoan.features.batch import FeatureBatch
+from jixiaoan.model.adapt_modes import DEFAULT_MODE
 from jixiaoan.model.corpus import Corpus, load_corpus
 from jixiaoan.model.corpus_split import file_split, labelled_split
 from jixiaoan.model.eset import ESeT
-from jixiaoan.model.eset_adapt import DEFAULT_MODE, DEFAULT_ROUNDS, adapt
+from jixiaoan.model.eset_adapt import DEFAULT_ROUNDS, adapt
 from jixiaoan.model.evaluate import binary_metrics, predict_files
 from jixiaoan.model.site_gate import DEFAULT_ZERO_DAY_FACTOR
 from jixiaoan.model.verdict import TrainingData

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jixiaoan.model.adapt_modes import ADAPT_MODE_HELP, ADAPT_MODES
+from jixiaoan.model.adapt_modes import ADAPT_MODE_HELP, ADAPT_MODES, DEFAULT_MODE
 
 if TYPE_CHECKING:  # the real imports are deferred: `jixiaoan --help` must stay quick
     from jixiaoan.alerts.policy import AlertEvent
@@ -55,7 +55,7 @@ def add_monitor_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--adapt-labels", metavar="CSV", help="labelled corpus mixed into the "
                    "adaptation (default: the one named in the model card, if present)")
     s.add_argument("--adapt-out", metavar="DIR", help="also save the site model here")
-    s.add_argument("--adapt-mode", choices=ADAPT_MODES, default="gate", help=ADAPT_MODE_HELP)
+    s.add_argument("--adapt-mode", choices=ADAPT_MODES, default=DEFAULT_MODE, help=ADAPT_MODE_HELP)
     s.add_argument("--config", help="settings file (default: the user's config.json)")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--interval", type=float, default=1.0, help="seconds between status lines")

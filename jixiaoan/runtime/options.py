@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from jixiaoan.config import Config
 from jixiaoan.engine.batch import Device
+from jixiaoan.model.adapt_modes import DEFAULT_MODE
 from jixiaoan.model.verdict import Detector
 from jixiaoan.passwords import PasswordStore
 
@@ -36,7 +37,7 @@ class MonitorOptions:
     adapt_after_s: float | None = None
     adapt_labels: str | None = None  # labelled corpus to mix in ('' / None: the model card's)
     adapt_out: str | None = None  # save the site model here
-    adapt_mode: str = "gate"  # eset_adapt: gate (site baseline gate), retrain or both
+    adapt_mode: str = DEFAULT_MODE  # eset_adapt: gate (site baseline gate), retrain or both
     # alert rule overrides
     threshold: float | None = None
     clear_threshold: float | None = None
