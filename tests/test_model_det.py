@@ -151,3 +151,28 @@ def test_masked_frequency_bin_has_no_influence(data):
     )
     changed.freq[:, 3] += 50.0  # an unmasked bin does change verdicts
     assert np.abs(predict_proba(model, changed) - predict_proba(model, batch)).max() > 1e-4
+
+
+def test_wider_frequency_fusion_round_trips_and_streams(data):
+    """``freq_width`` > 1 gives each packet several frequency weights; a saved state loads
+    back, streaming equals offline, masked bins still have no influence."""
+    from jixiaoan.model.det_stream import DETStream
+
+    batch, labels = data
+    model = small_model(seed=3, freq_width=4, freq_mask=(1, 1, 0, 1, 1, 1, 1, 1, 1))
+    assert tuple(model.freq_weight.shape) == (4, 9) and tuple(model.freq_a.shape) == (4, 64)
+    train_det(model, [batch], [labels], None, epochs=1, lr=1e-3, seed=0, batch_tokens=512)
+    again = DET(DETConfig.from_dict(model.cfg.to_dict()))
+    again.load_state_dict(model.state_dict())
+    offline = predict_proba(again.eval(), batch)
+    np.testing.assert_array_equal(offline, predict_proba(model.eval(), batch))
+    streamed = DETStream(again, threads=1).predict_proba(batch)
+    np.testing.assert_allclose(streamed, offline, atol=1e-5)
+    changed = batch.take(np.arange(len(batch)))
+    changed.freq = changed.freq.copy()
+    changed.freq[:, 2] += 50.0
+    np.testing.assert_allclose(predict_proba(again, changed), offline, atol=1e-6)
+    changed.freq[:, 5] += 50.0
+    assert np.abs(predict_proba(again, changed) - offline).max() > 1e-4
+    with pytest.raises(ValueError):
+        DET(DETConfig(freq_width=0))

@@ -29,7 +29,7 @@ from jixiaoan.features.batch import FeatureConfig
 from jixiaoan.model.commands import _fit_shared_kitnet, split_corpus
 from jixiaoan.model.corpus import load_corpus
 from jixiaoan.model.corpus_split import labelled_split
-from jixiaoan.model.eset import ESeT, ESeTConfig
+from jixiaoan.model.eset import SMALL_DET, ESeT, ESeTConfig
 from jixiaoan.model.evaluate import binary_metrics, score_detector
 
 FPB = {"first_packet_balance": True}
@@ -50,6 +50,11 @@ CONFIGS = {
     "fpb_bd15": {**FPB, "det": {"byte_dropout": 0.15}},
     "d32": {"det": {"d_model": 32, "d_ff": 64}},  # the smaller DETs of bench_det_backends
     "l1": {"det": {"n_layers": 1}},
+    # session 7: wider frequency fusion, on the d_model 32 default DET
+    "fw4": {"det": {**SMALL_DET, "freq_width": 4}},
+    "fw8": {"det": {**SMALL_DET, "freq_width": 8}},
+    "fw4_bd30": {"det": {**SMALL_DET, "freq_width": 4, "byte_dropout": 0.30}},
+    "pre2": {"pretrain_epochs": 2},  # less supervised fitting before the rounds
 }
 METRICS = ("f1", "precision", "recall", "fpr")
 FLAG_TAGS = {"mask_host_fields": "masked", "host_frequency": "hostfreq"}

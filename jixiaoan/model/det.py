@@ -46,6 +46,7 @@ class DETConfig:
     freq_mask: tuple[float, ...] | None = None  # 0/1 per frequency bin; None = all ones
     max_pos: int = 32  # positions >= max_pos share the last positional embedding
     byte_dropout: float = 0.0  # training only: share of real bytes replaced by 0x00
+    freq_width: int = 1  # H: frequency weights per packet (ESET.md's W_FD is H = 1)
 
     @property
     def context(self) -> int:
@@ -152,8 +153,12 @@ class DET(nn.Module):
         self.byte_table = nn.Parameter(torch.randn(N_BYTE_VALUES, cfg.n_embed))
         self.byte_proj = nn.Linear(cfg.n_bytes * cfg.n_embed, d)
         self.pos_embed = nn.Parameter(torch.randn(cfg.max_pos, d) * 0.02)
-        self.freq_weight = nn.Parameter(torch.randn(cfg.n_freq) / math.sqrt(cfg.n_freq))
-        self.freq_a = nn.Parameter(torch.randn(d) * 0.5)
+        if cfg.freq_width < 1:
+            raise ValueError(f"freq_width must be >= 1, got {cfg.freq_width}")
+        v_shape = (cfg.n_freq,) if cfg.freq_width == 1 else (cfg.freq_width, cfg.n_freq)
+        a_shape = (d,) if cfg.freq_width == 1 else (cfg.freq_width, d)
+        self.freq_weight = nn.Parameter(torch.randn(v_shape) / math.sqrt(cfg.n_freq))
+        self.freq_a = nn.Parameter(torch.randn(a_shape) * 0.5 / math.sqrt(cfg.freq_width))
         self.freq_b = nn.Parameter(torch.zeros(d))
         self.alpha = nn.Parameter(torch.tensor(1.0))
         mask = cfg.freq_mask if cfg.freq_mask is not None else (1.0,) * cfg.n_freq
@@ -196,11 +201,15 @@ class DET(nn.Module):
         return self._bag(byte_idx, table) + self.byte_proj.bias
 
     def freq_residual(self, freq: torch.Tensor) -> torch.Tensor:
-        """``g(W_FD) = tanh(W_FD * a + b)`` (n, d), ``W_FD = (norm(F) * mask) . V``."""
+        """``g(W_FD) = tanh(W_FD a + b)`` (n, d), ``W_FD = (norm(F) * mask) V^T``: one weight
+        per packet (``a`` a vector), or ``freq_width`` of them (``V`` and ``a`` matrices)."""
         f = torch.nan_to_num(freq.float(), nan=0.0, posinf=0.0, neginf=0.0)
         v_eff = self.freq_scale * self.freq_mask * self.freq_weight  # normalisation folded in
-        w_fd = (f @ v_eff - self.freq_mean @ v_eff).unsqueeze(-1)  # (n, 1)
-        return torch.tanh(torch.addcmul(self.freq_b, w_fd, self.freq_a))
+        if self.cfg.freq_width == 1:
+            w_fd = (f @ v_eff - self.freq_mean @ v_eff).unsqueeze(-1)  # (n, 1)
+            return torch.tanh(torch.addcmul(self.freq_b, w_fd, self.freq_a))
+        w_fd = f @ v_eff.T - self.freq_mean @ v_eff.T  # (n, H)
+        return torch.tanh(torch.addmm(self.freq_b, w_fd, self.freq_a))
 
     def encode(
         self, byte_idx: torch.Tensor, freq: torch.Tensor, pos: torch.Tensor, table: torch.Tensor
