@@ -35,3 +35,11 @@ def test_adapt_until_without_a_model_is_a_clear_error(data_dir, capsys):
     rc = main(["evaluate", "--labels", str(data_dir / "labels.csv"), "--adapt-until", "60"])
     assert rc == 2
     assert "--adapt-until needs --model" in capsys.readouterr().err
+
+
+def test_bad_seed_lists_are_clear_errors(data_dir, tmp_path, capsys):
+    labels = str(data_dir / "labels.csv")
+    assert main(["evaluate", "--labels", labels, "--seeds", "3-1"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert main(["evaluate", "--labels", labels, "--seeds", "0-2", "--model", str(tmp_path)]) == 2
+    assert "--model scores a trained model" in capsys.readouterr().err

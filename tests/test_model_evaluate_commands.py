@@ -134,3 +134,32 @@ def test_site_stream_orders_files_by_time_and_keeps_sessions_apart(trained):
         assert not ids & seen
         seen |= ids
         assert len(y) == len(f)
+
+
+def test_evaluate_over_seeds_keeps_each_run_and_summarises_the_spread(trained):
+    data, tmp, _ = trained
+    kw = dict(methods=["det", "classic"], fractions=[0.5], cache_dir=tmp / "cache",
+              config=TINY, progress=False)  # fmt: skip
+    out = commands.evaluate(data / "labels.csv", seeds=[1, 0], json_out=tmp / "s.json", **kw)
+    assert out["seeds"] == [1, 0] and out["seed"] == 1
+    for method in ("det", "classic"):
+        runs = out["seed_runs"][method]["0.5"]
+        assert sorted(runs) == ["0", "1"]
+        assert out["results"][method]["0.5"] == runs["1"]  # `results` is the first seed's
+        row = out["summary"][method]["0.5"]
+        f1 = [runs[s]["f1"] for s in ("0", "1")]
+        assert row["seeds"] == 2 and row["f1"]["mean"] == pytest.approx(np.mean(f1))
+        assert row["f1"]["min"] == min(f1) and row["f1"]["max"] == max(f1)
+    paired = out["summary"]["classic"]["0.5"]["f1_minus_det"]
+    runs = out["seed_runs"]
+    diffs = [runs["classic"]["0.5"][s]["f1"] - runs["det"]["0.5"][s]["f1"] for s in ("0", "1")]
+    assert paired["mean"] == pytest.approx(np.mean(diffs)) and paired["of"] == 2
+    assert paired["ahead_in"] == sum(d > 0 for d in diffs)
+    assert "f1_minus_det" not in out["summary"]["det"]["0.5"]
+    assert json.loads((tmp / "s.json").read_text())["summary"] == json.loads(
+        json.dumps(out["summary"])
+    )
+    # a seed's run is the same whether it runs alone or among others
+    alone = commands.evaluate(data / "labels.csv", seed=0, **kw)
+    assert "seed_runs" not in alone
+    assert alone["results"]["det"]["0.5"]["f1"] == runs["det"]["0.5"]["0"]["f1"]

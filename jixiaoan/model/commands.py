@@ -25,6 +25,7 @@ from jixiaoan.model.evaluate import (
     save_plots,
     score_detector,
 )
+from jixiaoan.model.seed_summary import format_summary, summarise
 
 DEFAULT_FRACTIONS = (0.01, 0.10)
 
@@ -135,6 +136,7 @@ def evaluate(
     adapt_until_s: float | None = None,
     adapt_labels: str | Path | None = None,
     adapt_mode: str = DEFAULT_MODE,
+    seeds: list[int] | None = None,
 ) -> dict:
     """Score a pre-trained model (``model_dir``: on the test split when ``labels_csv`` is the
     corpus it was trained on, else on every file) or train and score ``methods`` x
@@ -144,7 +146,10 @@ def evaluate(
     ``adapt_until_s`` (with ``model_dir``): also adapt the model on the CSV's first that many
     seconds by ``adapt_mode`` (``eset_adapt``) and report it before and after
     (``site_adaptation``, see ``site_eval``); a retraining mode mixes in ``adapt_labels``
-    (default: the model's own corpus)."""
+    (default: the model's own corpus). ``seeds`` (training only; default ``[seed]``): run every
+    method and fraction once per seed, each seed drawing its own labelled packets; ``results``
+    is the first seed's, ``seed_runs`` every seed's and ``summary`` the spread (``seed_summary``).
+    """
     if adapt_until_s is not None and (model_dir is None or adapt_until_s <= 0):
         raise ValueError("--adapt-until needs --model (the model to adapt) and SECONDS > 0")
     methods = tuple(methods) if methods else METHODS
@@ -177,37 +182,51 @@ def evaluate(
         _write(json_out, result)
         return result
     _require_both_sides(train_idx, test_idx, labels_csv)
-    cfg = replace(config or ESeTConfig(), seed=seed)
+    seeds = list(seeds) if seeds else [seed]
+    many = len(seeds) > 1
     result = {
         "labels_csv": str(Path(labels_csv).resolve()),
         "split": split,
-        "seed": seed,
-        "eset_config": cfg.to_dict(),
+        "seed": seeds[0],
+        "eset_config": replace(config or ESeTConfig(), seed=seeds[0]).to_dict(),
         "results": {},
     }
-    kitnet, k_secs = None, 0.0
-    if any(m != "classic" for m in methods):
-        kitnet, k_secs = _fit_shared_kitnet(corpus, train_idx, cfg)
-        result["kitnet_fit_seconds"] = k_secs
+    if many:
+        result.update(seeds=seeds, seed_runs={})
     rows = []
-    for fraction in fractions:
-        for method in methods:
-            t0 = time.perf_counter()
-            m, raw, det = run_method(
-                method, corpus, train_idx, test_idx, fraction, seed, cfg, kitnet, k_secs, progress
-            )
-            if save_dir is not None and isinstance(det, ESeT):
-                extra = card_extras(labels_csv, fraction, seed, m["labelled_packets"], split, m)
-                det.save(Path(save_dir) / f"{method}_{fraction:g}", extra)
-            entry = {**_pick(m), "labelled_packets": m["labelled_packets"]}
-            entry["wall_seconds"] = time.perf_counter() - t0
-            result["results"].setdefault(method, {})[f"{fraction:g}"] = entry
-            rows.append((f"{method} @ {fraction:g}", m))
-            if png_dir:
-                save_plots(raw, png_dir, f"{method}_{fraction:g}")
-            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
-            _write(json_out, result)
+    for s in seeds:
+        cfg = replace(config or ESeTConfig(), seed=s)
+        kitnet, k_secs = None, 0.0
+        if any(m != "classic" for m in methods):
+            kitnet, k_secs = _fit_shared_kitnet(corpus, train_idx, cfg)
+            result.setdefault("kitnet_fit_seconds", k_secs)
+        first = s == seeds[0]  # the first seed's runs are `results`, its models and PNGs saved
+        for fraction in fractions:
+            for method in methods:
+                t0 = time.perf_counter()
+                m, raw, det = run_method(
+                    method, corpus, train_idx, test_idx, fraction, s, cfg, kitnet, k_secs, progress
+                )
+                if first and save_dir is not None and isinstance(det, ESeT):
+                    extra = card_extras(labels_csv, fraction, s, m["labelled_packets"], split, m)
+                    det.save(Path(save_dir) / f"{method}_{fraction:g}", extra)
+                entry = {**_pick(m), "labelled_packets": m["labelled_packets"]}
+                entry["wall_seconds"] = time.perf_counter() - t0
+                if first:
+                    result["results"].setdefault(method, {})[f"{fraction:g}"] = entry
+                    if png_dir:
+                        save_plots(raw, png_dir, f"{method}_{fraction:g}")
+                if many:
+                    runs = result["seed_runs"].setdefault(method, {})
+                    runs.setdefault(f"{fraction:g}", {})[str(s)] = entry
+                rows.append((f"{method} @ {fraction:g}" + (f" s{s}" if many else ""), m))
+                print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+                _write(json_out, result)
     print(format_table(rows))
+    if many:
+        result["summary"] = summarise(result["seed_runs"])
+        print(format_summary(result["summary"]))
+        _write(json_out, result)
     return result
 
 
