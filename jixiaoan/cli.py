@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="evaluate ESeT and baselines, or a trained model")
     s.add_argument("--labels", required=True)
     s.add_argument("--model", help="score this trained model on every file of the CSV")
-    s.add_argument("--methods", help="comma list: eset,det,kitnet,classic,eset-noselector,…")
+    s.add_argument("--methods", help="comma list: eset,det,kitnet,classic,eset-noselector,"
+                   "eset-noenhance; eset-x3 (any K >= 2) trains a K-seed ESeT ensemble")
     s.add_argument("--fractions", help="comma list of labelled fractions, e.g. 0.01,0.1")
     s.add_argument("--json", help="write results here")
     s.add_argument("--png-dir", help="write confusion matrix and PR curve PNGs here")

@@ -7,7 +7,8 @@ Usage, from the repository root, one core:
 
 Each run trains ESeT on the train split of /work/shared/datasets/labels.csv, scores the test
 split and every packet of the lab demo (assets/demo/labels.csv, a network never seen in
-training), and appends one JSON line to $OUT (default /tmp/eset_config_search.jsonl).
+training), and appends one JSON line to $OUT (default /tmp/eset_config_search.jsonl);
+$SCORES names a directory for each run's per-packet scores (ensembles are scored offline).
 $FEATURES names FeatureConfig flags to switch on (comma-separated): ``mask_host_fields`` (the
 byte view also zeroes IPv4 identification, TTL, IPv6 hop limit, TCP sequence/acknowledgement
 numbers and TCP timestamp values; MASK=1 is the same) and ``host_frequency`` (Whisper features
@@ -108,6 +109,13 @@ def main(specs: list[str]) -> None:
             "test_th": at_thresholds(r_test), "demo_th": at_thresholds(r_demo),
             "big_test_files": big_files(r_test),
         }  # fmt: skip
+        if os.environ.get("SCORES"):  # per-packet test/demo scores, for ensembles offline
+            d = os.environ["SCORES"]
+            os.makedirs(d, exist_ok=True)
+            for part, r in (("test", r_test), ("demo", r_demo)):
+                np.save(f"{d}/{tag}{name}_{seed}_{fraction:g}_{part}.npy",
+                        np.concatenate(r["scores"]).astype(np.float32))
+                np.save(f"{d}/truth_{part}.npy", np.concatenate(r["truth"]))
         print(json.dumps(row), flush=True)
         with open(out_path, "a") as fh:
             fh.write(json.dumps(row) + "\n")

@@ -259,11 +259,15 @@ class ESeT:
         """Forget all per-session context."""
         self._stream = DETStream(self.det, threads=0) if self.det is not None else None
 
-    def predict_many(self, batch: FeatureBatch) -> Verdicts:
-        """Verdicts for a batch, using and updating the per-session context."""
+    def predict_proba_many(self, batch: FeatureBatch) -> np.ndarray:
+        """Class probabilities (n, C) for a batch, using and updating the session context."""
         if self._stream is None:
             raise RuntimeError("ESeT is not trained")
-        proba = self._stream.predict_proba(batch)
+        return self._stream.predict_proba(batch)
+
+    def predict_many(self, batch: FeatureBatch) -> Verdicts:
+        """Verdicts for a batch, using and updating the per-session context."""
+        proba = self.predict_proba_many(batch)
         label = predicted_classes(proba, self.threshold).astype(np.int16)
         mal = np.clip(1.0 - proba[:, 0], 0.0, 1.0).astype(np.float32)
         anomaly = None

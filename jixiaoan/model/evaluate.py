@@ -6,7 +6,8 @@ precision-recall curve PNGs (matplotlib, Agg backend).
 
 Methods (``METHODS``): ``eset``; ``det`` (supervised-only DET on the labelled part, same epoch
 budget); ``kitnet`` (KitNET alone); ``eset-noselector`` and ``eset-noenhance`` (ablations);
-``classic`` (the classic baseline of ``baselines.py``).
+``classic`` (the classic baseline of ``baselines.py``); on request ``eset-x<K>``, a seed
+ensemble of K ESeT models (``eset_ensemble``; not in the default set: it trains K times).
 """
 
 from __future__ import annotations
@@ -121,7 +122,13 @@ def make_detector(
         from jixiaoan.model.baselines import ClassicBaseline
 
         return _build(ClassicBaseline, cfg.seed, None)
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    from jixiaoan.model.eset_ensemble import ESeTEnsemble, ensemble_size
+
+    if (k := ensemble_size(method)) is not None:
+        return ESeTEnsemble(cfg, k, name=method, progress=progress, kitnet=kitnet)
+    raise ValueError(
+        f"unknown method {method!r}; choose from {', '.join(METHODS)} or eset-x<K> (K >= 2)"
+    )
 
 
 def _build(cls, seed: int, kitnet):
