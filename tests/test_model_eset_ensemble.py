@@ -59,12 +59,18 @@ def test_contract_and_members(pair, unseen):
     assert len(ens.predict_many(unseen.take(np.zeros(0, np.int64)))) == 0
 
 
-def test_batch_cuts_do_not_change_verdicts(pair, unseen):
+def test_batch_cuts_and_order_do_not_change_verdicts(pair, unseen):
     ens, _ = pair
     p1, l1 = _stream(ens, unseen, [])
     p2, l2 = _stream(ens, unseen, [1, 9, len(unseen) // 2, len(unseen) - 2])
     np.testing.assert_allclose(p1, p2, atol=1e-5)
     assert np.array_equal(l1, l2)
+    # interleave the sessions differently, keeping each session's own order
+    key = np.random.default_rng(3).random(unseen.session.max() + 1)[unseen.session]
+    perm = np.lexsort((np.arange(len(unseen)), key))
+    p3, l3 = _stream(ens, unseen.take(perm), [len(unseen) // 3])
+    np.testing.assert_allclose(p3, p1[perm], atol=1e-5)
+    assert np.array_equal(l3, l1[perm])
 
 
 def test_deterministic_with_a_seed(tiny_eset_data, unseen):
