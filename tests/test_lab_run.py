@@ -136,11 +136,17 @@ def test_cleanup_removes_the_namespaces_of_a_dead_run(lab_ready) -> None:
         topo.close()
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The child handles Ctrl-C as when started from a terminal, even if this test run was
+    started in the background (where the shell makes it inherit an ignored SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_cleans_up(lab_ready, tmp_path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "jixiaoan.lab.cli", "lab", "--out", str(tmp_path), "--benign",
          "60", "--no-install"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        cwd=ROOT)
+        cwd=ROOT, preexec_fn=_ctrl_c_as_in_a_terminal)
     run_id = None
     deadline = time.monotonic() + 60
     for line in proc.stdout:

@@ -34,7 +34,14 @@ def monitor(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", RUN, "monitor", *args], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """The child handles Ctrl-C as when started from a terminal, even if this test run was
+    started in the background (where the shell makes it inherit an ignored SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def rows_in(db: Path) -> int:
