@@ -101,3 +101,24 @@ def test_adapt_yields_a_site_model(tiny_eset_data, tiny_eset, unseen):
     assert np.all((v.malicious_prob >= 0) & (v.malicious_prob <= 1))
     alone = adapt(tiny_eset, site, None, until_s=until, rounds=1, mode="retrain")  # no corpus
     assert alone.info["labelled_files"] == 0
+
+
+def test_benign_fpr_calibration_takes_the_benign_quantile():
+    """``calib_benign_fpr``: the threshold is the lowest grid value at or above the benign
+    scores' upper quantile, whatever the attacks in the hold-out (or none at all)."""
+    from dataclasses import replace
+
+    benign = np.linspace(0.0, 0.5, 101) + 0.002  # 1 - P(benign) of 101 benign packets
+    attack = np.full(20, 0.2)  # attacks scored low: an F1 rule would go down to them
+    scores = np.concatenate([benign, attack])
+    model = ESeT(replace(TINY, calib_benign_fpr=0.1))
+    model._predict_file = lambda f: np.stack([1.0 - f, f], axis=1)
+    targets = [np.r_[np.zeros(101, np.int64), np.ones(20, np.int64)]]
+    thr, info = model.calibrate([scores], targets)
+    assert thr == 0.5  # the 0.9 quantile is 0.452; the grid steps by 0.05
+    assert info["benign_fpr"] == pytest.approx(1 / 101)  # only 0.502 is at or above 0.5
+    only_benign, _ = model.calibrate([benign], [np.zeros(101, np.int64)])
+    assert only_benign == 0.5
+    model.config = replace(model.config, calib_benign_fpr=0.0)  # the F1 rule for contrast
+    assert model.calibrate([scores], targets)[0] < 0.45  # F1 wants the attacks at 0.2
+    assert model.calibrate([benign], [np.zeros(101, np.int64)])[0] == 0.5

@@ -56,6 +56,8 @@ CONFIGS = {
     "fw8": {"det": {**SMALL_DET, "freq_width": 8}},
     "fw4_bd30": {"det": {**SMALL_DET, "freq_width": 4, "byte_dropout": 0.30}},
     "pre2": {"pretrain_epochs": 2},  # less supervised fitting before the rounds
+    "bfpr05": {"calib_benign_fpr": 0.05},  # threshold from a benign false-positive target
+    "bfpr10": {"calib_benign_fpr": 0.10},
 }
 METRICS = ("f1", "precision", "recall", "fpr")
 FLAG_TAGS = {"mask_host_fields": "masked", "host_frequency": "hostfreq"}

@@ -77,6 +77,9 @@ class ESeTConfig:
     calib_share: float = 0.2
     calib_min_files: int = 2  # families with fewer labelled files are never held apart
     calib_tolerance: float = 0.02
+    # > 0: the threshold is instead the (1 - this) quantile of the held-apart benign packets'
+    # malicious probabilities (a benign false-positive target; needs no attack in the hold-out)
+    calib_benign_fpr: float = 0.0
     file_cap: int = DEFAULT_FILE_CAP
     min_growth: float = 0.01
     seed: int = 0
@@ -229,7 +232,8 @@ class ESeT:
         """Threshold on 1 - P(benign) from labelled packets of held-apart files: of the grid
         values whose F1 is within ``calib_tolerance`` of the best, the one nearest 0.5 (the
         held-apart set is small, so a flat F1 curve must not push the threshold to an extreme);
-        0.5 when the set lacks either class."""
+        0.5 when the set lacks either class. With ``calib_benign_fpr`` > 0: the lowest grid value
+        at or above that upper quantile of the benign packets' scores."""
         probs, truth = [], []
         for f, t in zip(files, targets):
             on = t >= 0
@@ -240,9 +244,15 @@ class ESeT:
             return 0.5, {"packets": 0}
         p, y = np.concatenate(probs), np.concatenate(truth)
         info = {"packets": int(len(y)), "malicious": int(y.sum())}
+        grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+        target = self.config.calib_benign_fpr
+        if target > 0 and (~y).any():
+            q = float(np.quantile(p[~y], 1.0 - target))
+            thr = float(grid[min(int(np.searchsorted(grid, q - 1e-9)), len(grid) - 1)])
+            info.update({"threshold": thr, "benign_fpr": float((p[~y] >= thr).mean())})
+            return thr, info
         if y.all() or not y.any():
             return 0.5, info
-        grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
         pred = p[None, :] >= grid[:, None]
         tp = (pred & y).sum(1)
         fp = (pred & ~y).sum(1)
