@@ -184,18 +184,19 @@ def evaluate(
     _require_both_sides(train_idx, test_idx, labels_csv)
     seeds = list(seeds) if seeds else [seed]
     many = len(seeds) > 1
+    base = config or ESeTConfig()
     result = {
         "labels_csv": str(Path(labels_csv).resolve()),
         "split": split,
         "seed": seeds[0],
-        "eset_config": replace(config or ESeTConfig(), seed=seeds[0]).to_dict(),
+        "eset_config": replace(base, seed=seeds[0]).to_dict(),
         "results": {},
     }
     if many:
         result.update(seeds=seeds, seed_runs={})
     rows = []
     for s in seeds:
-        cfg = replace(config or ESeTConfig(), seed=s)
+        cfg = replace(base, seed=s)
         kitnet, k_secs = None, 0.0
         if any(m != "classic" for m in methods):
             kitnet, k_secs = _fit_shared_kitnet(corpus, train_idx, cfg)

@@ -38,7 +38,7 @@ from jixiaoan.model.corpus_split import holdout_files
 from jixiaoan.model.det import DET, DETConfig
 from jixiaoan.model.det_stream import DETStream
 from jixiaoan.model.det_train import predict_proba, train_det
-from jixiaoan.model.eset_train import RoundInputs, first_half, predicted_classes, run_rounds
+from jixiaoan.model.eset_train import RoundInputs, first_half, run_rounds, verdict_arrays
 from jixiaoan.model.kitnet import KitNET
 from jixiaoan.model.persist import load_model_dir, save_model_dir
 from jixiaoan.model.site_gate import SiteGate
@@ -277,9 +277,7 @@ class ESeT:
 
     def predict_many(self, batch: FeatureBatch) -> Verdicts:
         """Verdicts for a batch, using and updating the per-session context."""
-        proba = self.predict_proba_many(batch)
-        label = predicted_classes(proba, self.threshold).astype(np.int16)
-        mal = np.clip(1.0 - proba[:, 0], 0.0, 1.0).astype(np.float32)
+        label, mal = verdict_arrays(self.predict_proba_many(batch), self.threshold)
         anomaly = None
         if self.gate is not None and len(batch):
             anomaly = self.gate.score(batch.afterimage)

@@ -16,7 +16,7 @@ import numpy as np
 
 from jixiaoan.features.batch import FeatureBatch
 from jixiaoan.model.eset import ESeT, ESeTConfig
-from jixiaoan.model.eset_train import predicted_classes
+from jixiaoan.model.eset_train import verdict_arrays
 from jixiaoan.model.verdict import TrainingData, Verdicts
 
 MEMBER_SEED_STEP = 1000  # member k trains with seed + k * 1000: member 0 is the plain ESeT
@@ -82,9 +82,7 @@ class ESeTEnsemble:
 
     def predict_many(self, batch: FeatureBatch) -> Verdicts:
         """Verdicts for a batch from the averaged probabilities."""
-        proba = self.predict_proba_many(batch)
-        label = predicted_classes(proba, self.threshold).astype(np.int16)
-        mal = np.clip(1.0 - proba[:, 0], 0.0, 1.0).astype(np.float32)
+        label, mal = verdict_arrays(self.predict_proba_many(batch), self.threshold)
         anomaly = self.kitnet.score(batch.afterimage) if len(batch) else None
         return Verdicts(mal, label, self.classes, anomaly)
 

@@ -61,6 +61,13 @@ def predicted_classes(proba: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(mal >= threshold, attack, 0).astype(np.int64)
 
 
+def verdict_arrays(proba: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's verdict labels (int16, ``predicted_classes``) and malicious probabilities
+    (float32, 1 - P(benign) clipped to [0, 1]) from its class probabilities."""
+    label = predicted_classes(proba, threshold).astype(np.int16)
+    return label, np.clip(1.0 - proba[:, 0], 0.0, 1.0).astype(np.float32)
+
+
 def run_rounds(
     inp: RoundInputs,
     predict,  # (FeatureBatch) -> (n, C) probabilities with the current DET
